@@ -150,14 +150,17 @@ func (h *Hub) pass() bool {
 		if h.closing.Load() {
 			return true
 		}
-		var next int64
-		p.fs, next = h.runTimers(p.fs)
+		p.fs, _ = h.runTimers(p.fs)
 		if n := h.poll(0); n == len(p.events) {
 			continue // the batch was full: more may be ready
 		}
 		if h.closing.Load() {
 			return true
 		}
+		// Read the next expiry only now: poll may have drained the signal
+		// of a timer added after runTimers. A timer added after this read
+		// signals again, and that edge ends the park at once.
+		next := h.nextTimer()
 		if next != p.armed {
 			p.armed = next
 			var t time.Time

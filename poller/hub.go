@@ -314,6 +314,16 @@ func (h *Hub) runTimers(fs []func()) ([]func(), int64) {
 	return fs[:0], next
 }
 
+// nextTimer returns the hub-clock time of the earliest timer, 0 if none.
+func (h *Hub) nextTimer() int64 {
+	h.tm.mu.Lock()
+	defer h.tm.mu.Unlock()
+	if len(h.tm.heap) == 0 {
+		return 0
+	}
+	return h.tm.heap[0].when
+}
+
 // shutdown runs on the hub goroutine after the loop has stopped: it wakes
 // every waiter with the hub's close error, runs callbacks scheduled before
 // Close, drops timers and closes the hub's fds.
