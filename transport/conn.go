@@ -1,0 +1,270 @@
+package transport
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// Conn is a TCP or unix stream socket whose every wait for readiness goes
+// through a hub. It behaves as a *net.TCPConn or *net.UnixConn does: Read
+// and Write run in the caller's goroutine, Close unblocks every blocked call
+// with net.ErrClosed, deadlines fail calls with os.ErrDeadlineExceeded, and
+// errors are *net.OpError values.
+//
+// A Conn is safe for concurrent use: reads are serialised among themselves,
+// as are writes, so one Write is never interleaved with another.
+type Conn struct {
+	fd           *netFD
+	net          string // "tcp" or "unix"
+	laddr, raddr net.Addr
+}
+
+var (
+	_ net.Conn                        = (*Conn)(nil)
+	_ syscall.Conn                    = (*Conn)(nil)
+	_ io.WriterTo                     = (*net.Buffers)(nil)
+	_ interface{ CloseWrite() error } = (*Conn)(nil)
+)
+
+func newConn(fd *netFD, network string, laddr, raddr net.Addr) *Conn {
+	return &Conn{fd: fd, net: network, laddr: laddr, raddr: raddr}
+}
+
+func (c *Conn) opErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.net, Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// Read reads into b, waiting on the hub while no data is available. It
+// returns io.EOF once the peer has shut down its side and all data is read.
+func (c *Conn) Read(b []byte) (int, error) {
+	n, err := c.fd.Read(b)
+	if err != nil && err != io.EOF {
+		err = c.opErr("read", err)
+	}
+	return n, err
+}
+
+// Write writes all of b, waiting on the hub whenever the socket buffer is
+// full; it returns fewer bytes only with an error.
+func (c *Conn) Write(b []byte) (int, error) {
+	n, err := c.fd.Write(b)
+	if err != nil {
+		err = c.opErr("write", err)
+	}
+	return n, err
+}
+
+// WriteBuffers writes all of v with as few writev syscalls as the socket
+// allows, consuming what it wrote from v. (net.Buffers.WriteTo cannot use
+// writev on a conn outside package net; call this instead.)
+func (c *Conn) WriteBuffers(v *net.Buffers) (int64, error) {
+	n, err := c.fd.writeBuffers(v)
+	if err != nil {
+		err = c.opErr("writev", err)
+	}
+	return n, err
+}
+
+// Close closes the conn. Blocked Read and Write calls return net.ErrClosed;
+// the socket is closed once they have left, before Close returns.
+func (c *Conn) Close() error {
+	if err := c.fd.Close(); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// CloseRead shuts down the reading side.
+func (c *Conn) CloseRead() error {
+	if err := c.fd.shutdown(shutRD); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// CloseWrite shuts down the writing side: the peer reads io.EOF.
+func (c *Conn) CloseWrite() error {
+	if err := c.fd.shutdown(shutWR); err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+// LocalAddr returns a *net.TCPAddr or *net.UnixAddr.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns a *net.TCPAddr or *net.UnixAddr.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets both the read and write deadlines. A deadline moved
+// while a call is blocked takes effect for that call.
+func (c *Conn) SetDeadline(t time.Time) error { return c.setDeadline(t, true, true) }
+
+// SetReadDeadline sets the read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.setDeadline(t, true, false) }
+
+// SetWriteDeadline sets the write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, false, true) }
+
+func (c *Conn) setDeadline(t time.Time, read, write bool) error {
+	if err := c.fd.setDeadline(t, read, write); err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
+// SetNoDelay sets TCP_NODELAY (on by default, as in package net).
+func (c *Conn) SetNoDelay(noDelay bool) error {
+	return c.setInt("set", "tcp", ipprotoTCP, tcpNoDelay, boolInt(noDelay))
+}
+
+// SetKeepAlive turns TCP keepalive probes on or off.
+func (c *Conn) SetKeepAlive(on bool) error {
+	return c.setInt("set", "tcp", solSocket, soKeepAlive, boolInt(on))
+}
+
+// SetKeepAlivePeriod sets the idle time before probes and the interval
+// between them, as (*net.TCPConn).SetKeepAlivePeriod does.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	if !c.isTCP() {
+		return c.opErr("set", syscall.EOPNOTSUPP)
+	}
+	if err := c.fd.setKeepAlive(keepAlive{idle: d, interval: d, count: defaultKeepAlive.count}); err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
+// SetLinger sets SO_LINGER as (*net.TCPConn).SetLinger does: sec < 0 is the
+// default (close returns at once, data is sent in the background), 0
+// discards unsent data and resets the connection on Close.
+func (c *Conn) SetLinger(sec int) error {
+	if err := c.fd.setLinger(sec); err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
+// SetReadBuffer sets SO_RCVBUF.
+func (c *Conn) SetReadBuffer(bytes int) error {
+	return c.setInt("set", "", solSocket, soRcvBuf, bytes)
+}
+
+// SetWriteBuffer sets SO_SNDBUF.
+func (c *Conn) SetWriteBuffer(bytes int) error {
+	return c.setInt("set", "", solSocket, soSndBuf, bytes)
+}
+
+// SetSockoptInt sets an integer socket option (for example TCP_USER_TIMEOUT,
+// which grpcopt sets from gRPC keepalive parameters).
+func (c *Conn) SetSockoptInt(level, name, value int) error {
+	return c.setInt("set", "", level, name, value)
+}
+
+func (c *Conn) setInt(op, only string, level, name, v int) error {
+	if only == "tcp" && !c.isTCP() {
+		return c.opErr(op, syscall.EOPNOTSUPP)
+	}
+	if err := c.fd.sockopt(level, name, v); err != nil {
+		return c.opErr(op, err)
+	}
+	return nil
+}
+
+func (c *Conn) isTCP() bool { return c.net != "unix" }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Hub returns the hub the conn waits on.
+func (c *Conn) Hub() *poller.Hub { return c.fd.hub() }
+
+// SyscallConn returns a raw conn whose Read and Write wait through the hub.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return rawConn{c}, nil }
+
+// rawConn implements syscall.RawConn over a hub conn.
+type rawConn struct{ c *Conn }
+
+// Control runs f on the fd, which stays open while f runs.
+func (r rawConn) Control(f func(fd uintptr)) error {
+	err := r.c.fd.control(func(fd int) error { f(uintptr(fd)); return nil })
+	if err != nil {
+		return r.c.opErr("raw-control", err)
+	}
+	return nil
+}
+
+// Read calls f until it returns true, waiting for readability on the hub
+// each time it returns false.
+func (r rawConn) Read(f func(fd uintptr) (done bool)) error {
+	if err := r.c.fd.rawRead(f); err != nil {
+		return r.c.opErr("raw-read", err)
+	}
+	return nil
+}
+
+// Write calls f until it returns true, waiting for writability on the hub
+// each time it returns false.
+func (r rawConn) Write(f func(fd uintptr) (done bool)) error {
+	if err := r.c.fd.rawWrite(f); err != nil {
+		return r.c.opErr("raw-write", err)
+	}
+	return nil
+}
+
+// NewConn moves an established *net.TCPConn or *net.UnixConn onto hub h (nil
+// means poller.Default()). It duplicates the fd: the caller still owns c and
+// may close it; the returned conn has its own fd. A *Conn already on h is
+// returned as it is.
+func NewConn(h *poller.Hub, c net.Conn) (net.Conn, error) {
+	hc, err := AdoptConn(h, c)
+	if err != nil {
+		return nil, err
+	}
+	return hc, nil
+}
+
+// AdoptConn is NewConn returning the concrete type.
+func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
+	if h == nil {
+		h = poller.Default()
+	}
+	var network string
+	switch c := c.(type) {
+	case *Conn:
+		if c.Hub() == h {
+			return c, nil
+		}
+		network = c.net
+	case *net.TCPConn:
+		network = "tcp"
+	case *net.UnixConn:
+		network = "unix"
+	default:
+		return nil, fmt.Errorf("transport: cannot move a %T onto a hub: want *net.TCPConn or *net.UnixConn", c)
+	}
+	opErr := func(err error) error {
+		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	}
+	if err := h.Err(); err != nil {
+		return nil, opErr(err)
+	}
+	s, err := dupFD(c.(syscall.Conn))
+	if err != nil {
+		return nil, opErr(err)
+	}
+	fd, err := newFD(h, s)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	return newConn(fd, network, c.LocalAddr(), c.RemoteAddr()), nil
+}

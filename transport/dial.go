@@ -1,0 +1,170 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// Dialer dials TCP and unix stream conns whose connect, and every wait
+// after it, goes through a hub. Its zero value dials on poller.Default()
+// with package net's defaults.
+type Dialer struct {
+	// Hub is the hub the conns wait on; nil means poller.Default().
+	Hub *poller.Hub
+	// Timeout bounds a dial, across all addresses tried; zero means none
+	// beyond the context's.
+	Timeout time.Duration
+	// KeepAlive is the TCP keepalive period: zero means package net's
+	// default (15 s), negative disables keepalive.
+	KeepAlive time.Duration
+	// LocalAddr, if set, is the local address to bind: a *net.TCPAddr or
+	// *net.UnixAddr.
+	LocalAddr net.Addr
+	// Resolver looks up host names; nil means net.DefaultResolver.
+	Resolver *net.Resolver
+}
+
+// Dial is DialContext with context.Background().
+func (d *Dialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialContext connects to address on network ("tcp", "tcp4", "tcp6" or
+// "unix"), with net.Dial's address syntax. A host name's addresses are
+// tried in turn, those of the first address's family first, as package
+// net does, each with a fair share of the remaining time. Cancelling ctx
+// aborts the dial; errors are *net.OpError values (errors.Is finds
+// syscall.ECONNREFUSED, context.Canceled, ...).
+func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.DialHub(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialHub is DialContext returning the concrete type.
+func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, error) {
+	h := d.Hub
+	if h == nil {
+		h = poller.Default()
+	}
+	opErr := func(raddr net.Addr, err error) error {
+		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: raddr, Err: err}
+	}
+	if err := h.Err(); err != nil {
+		return nil, opErr(nil, err)
+	}
+	if d.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+		defer cancel()
+	}
+	addrs, err := d.resolve(ctx, network, address)
+	if err != nil {
+		return nil, opErr(nil, err)
+	}
+	ka := defaultKeepAlive
+	if d.KeepAlive > 0 {
+		ka.idle, ka.interval = d.KeepAlive, d.KeepAlive
+	} else if d.KeepAlive < 0 {
+		ka.idle = 0
+	}
+	var first error
+	for i, ra := range addrs {
+		actx, cancel := partialDeadline(ctx, len(addrs)-i)
+		fd, err := dialFD(actx, h, network, ra, d.LocalAddr, ka)
+		cancel()
+		if err == nil {
+			netw := "tcp"
+			if network == "unix" {
+				netw = "unix"
+			}
+			return newConn(fd, netw, fd.localAddr(netw == "unix"), ra), nil
+		}
+		if first == nil {
+			first = opErr(ra, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, first
+}
+
+// partialDeadline gives one of n remaining addresses its share of the
+// time left, at least 2 s where that much is left (as package net does).
+func partialDeadline(ctx context.Context, n int) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok || n <= 1 {
+		return ctx, func() {}
+	}
+	left := time.Until(deadline)
+	share := left / time.Duration(n)
+	const saneMinimum = 2 * time.Second
+	if share < saneMinimum {
+		share = min(left, saneMinimum)
+	}
+	return context.WithTimeout(ctx, share)
+}
+
+// resolve turns an address into the socket addresses to try, in order.
+func (d *Dialer) resolve(ctx context.Context, network, address string) ([]net.Addr, error) {
+	r := d.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	switch network {
+	case "unix":
+		a, err := net.ResolveUnixAddr(network, address)
+		if err != nil {
+			return nil, err
+		}
+		return []net.Addr{a}, nil
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, net.UnknownNetworkError(network)
+	}
+	host, service, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, err
+	}
+	port, err := r.LookupPort(ctx, network, service)
+	if err != nil {
+		return nil, err
+	}
+	if host == "" {
+		// As package net: the local system.
+		return []net.Addr{&net.TCPAddr{Port: port}}, nil
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		ipnet := map[string]string{"tcp": "ip", "tcp4": "ip4", "tcp6": "ip6"}[network]
+		if ips, err = r.LookupNetIP(ctx, ipnet, host); err != nil {
+			return nil, err
+		}
+	}
+	var first, rest []net.Addr
+	for _, ip := range ips {
+		is4 := ip.Unmap().Is4()
+		if (network == "tcp4" && !is4) || (network == "tcp6" && is4) {
+			continue
+		}
+		a := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(port)))
+		if len(first) == 0 || is4 == (first[0].(*net.TCPAddr).IP.To4() != nil) {
+			first = append(first, a)
+		} else {
+			rest = append(rest, a)
+		}
+	}
+	if len(first) == 0 {
+		return nil, &net.AddrError{Err: "no suitable address found", Addr: host}
+	}
+	return append(first, rest...), nil
+}

@@ -1,0 +1,174 @@
+package transport
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// Listener is a TCP or unix listener whose Accept waits on a hub. Accepted
+// conns are *Conn values on the same hub, with TCP_NODELAY and keepalive set
+// as package net sets them.
+//
+// Close, from any goroutine, wakes a blocked Accept at once with
+// net.ErrClosed. EMFILE and ENFILE (no fds left) come back from Accept as
+// errors whose Temporary() is true, so servers back off and retry.
+type Listener struct {
+	fd   *netFD
+	net  string // "tcp" or "unix"
+	addr net.Addr
+	// unlink is the unix socket path removed on Close; empty when this
+	// listener does not own the path.
+	unlink     string
+	unlinkOnce sync.Once
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// Listen announces on the local network address, as net.Listen does, with
+// the same address syntax, SO_REUSEADDR, and *net.OpError errors, for the
+// networks "tcp", "tcp4", "tcp6" and "unix" (Linux abstract names start
+// with '@'). Accepted conns wait on hub h; nil means poller.Default().
+// Closing the listener removes the unix socket file it created.
+func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
+	l, err := ListenHub(h, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// ListenHub is Listen returning the concrete type.
+func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
+	if h == nil {
+		h = poller.Default()
+	}
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	if err := h.Err(); err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	// Package net creates the socket: address parsing, resolution,
+	// dual-stack and SO_REUSEADDR are exactly the standard library's. The
+	// hub takes a duplicate of the fd and the original is closed.
+	std, err := net.Listen(network, address)
+	if err != nil {
+		return nil, err
+	}
+	l, err := wrapListener(h, std)
+	if ul, ok := std.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+		if err == nil && address != "" && address[0] != '@' {
+			l.unlink = std.Addr().String()
+		}
+	}
+	std.Close()
+	if err != nil {
+		if ul, ok := std.(*net.UnixListener); ok && address != "" && address[0] != '@' {
+			os.Remove(ul.Addr().String())
+		}
+		return nil, err
+	}
+	return l, nil
+}
+
+// WrapListener moves an existing *net.TCPListener or *net.UnixListener onto
+// hub h (nil means poller.Default()) by duplicating its fd. The caller still
+// owns l and may close it; the unix socket file is left to l's own Close.
+// A *Listener already on h is returned as it is.
+func WrapListener(h *poller.Hub, l net.Listener) (net.Listener, error) {
+	if h == nil {
+		h = poller.Default()
+	}
+	if hl, ok := l.(*Listener); ok && hl.fd.hub() == h {
+		return hl, nil
+	}
+	hl, err := wrapListener(h, l)
+	if err != nil {
+		return nil, err
+	}
+	return hl, nil
+}
+
+func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
+	var network string
+	switch l := l.(type) {
+	case *net.TCPListener:
+		network = "tcp"
+	case *net.UnixListener:
+		network = "unix"
+	case *Listener:
+		network = l.net
+	default:
+		return nil, fmt.Errorf("transport: cannot move a %T onto a hub: want *net.TCPListener or *net.UnixListener", l)
+	}
+	opErr := func(err error) error {
+		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}
+	}
+	if err := h.Err(); err != nil {
+		return nil, opErr(err)
+	}
+	s, err := dupFD(l.(syscall.Conn))
+	if err != nil {
+		return nil, opErr(err)
+	}
+	fd, err := newFD(h, s)
+	if err != nil {
+		return nil, opErr(err)
+	}
+	return &Listener{fd: fd, net: network, addr: l.Addr()}, nil
+}
+
+// Accept waits for and returns the next connection.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.AcceptConn()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// AcceptConn is Accept returning the concrete type.
+func (l *Listener) AcceptConn() (*Conn, error) {
+	fd, laddr, raddr, err := l.fd.acceptConn(l.net == "unix")
+	if err != nil {
+		return nil, &net.OpError{Op: "accept", Net: l.net, Addr: l.addr, Err: err}
+	}
+	return newConn(fd, l.net, laddr, raddr), nil
+}
+
+// Addr returns the listener's address: a *net.TCPAddr or *net.UnixAddr.
+func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Close stops listening; a blocked Accept returns net.ErrClosed. A unix
+// socket file created by Listen is removed first, as net.UnixListener does.
+func (l *Listener) Close() error {
+	l.unlinkOnce.Do(func() {
+		if l.unlink != "" {
+			os.Remove(l.unlink)
+		}
+	})
+	if err := l.fd.Close(); err != nil {
+		return &net.OpError{Op: "close", Net: l.net, Addr: l.addr, Err: err}
+	}
+	return nil
+}
+
+// SetDeadline sets a deadline for Accept; the zero time means none.
+func (l *Listener) SetDeadline(t time.Time) error {
+	if err := l.fd.setDeadline(t, true, false); err != nil {
+		return &net.OpError{Op: "set", Net: l.net, Addr: l.addr, Err: err}
+	}
+	return nil
+}
+
+// Hub returns the hub the listener waits on.
+func (l *Listener) Hub() *poller.Hub { return l.fd.hub() }
