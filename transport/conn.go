@@ -49,6 +49,27 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// BufferPool lends read buffers; grpc-go's mem.BufferPool satisfies it.
+type BufferPool interface {
+	// Get returns a buffer of the given length.
+	Get(length int) *[]byte
+	// Put returns a buffer obtained from Get.
+	Put(*[]byte)
+}
+
+// ReadPooled waits until the conn is readable without holding a buffer,
+// then reads into a buffer of up to size bytes taken from pool. It returns
+// the buffer (the caller puts it back) and the bytes read, or an error and
+// no buffer; io.EOF once the peer has shut down its side. An idle conn so
+// pins no memory: this is grpc-go's ReadOnReady contract.
+func (c *Conn) ReadPooled(size int, pool BufferPool) (*[]byte, int, error) {
+	b, n, err := c.fd.readPooled(size, pool)
+	if err != nil && err != io.EOF {
+		err = c.opErr("read", err)
+	}
+	return b, n, err
+}
+
 // Write writes all of b, waiting on the hub whenever the socket buffer is
 // full; it returns fewer bytes only with an error.
 func (c *Conn) Write(b []byte) (int, error) {

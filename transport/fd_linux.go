@@ -109,6 +109,39 @@ func (fd *netFD) Read(p []byte) (int, error) {
 	}
 }
 
+// readPooled waits for readability holding no buffer, then takes one from
+// pool only for the read syscall; a buffer is returned only with data.
+func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
+	if !fd.refs.incref() {
+		return nil, 0, net.ErrClosed
+	}
+	defer fd.decref()
+	fd.rmu.Lock()
+	defer fd.rmu.Unlock()
+	if err := fd.reg.Prepare(poller.Read); err != nil {
+		return nil, 0, err
+	}
+	for {
+		b := pool.Get(min(size, maxRW))
+		n, err := syscall.Read(fd.sysfd, *b)
+		if err == nil && n > 0 {
+			return b, n, nil
+		}
+		pool.Put(b)
+		switch err {
+		case nil:
+			return nil, 0, io.EOF
+		case syscall.EAGAIN:
+			if err = fd.reg.Wait(poller.Read); err != nil {
+				return nil, 0, err
+			}
+		case syscall.EINTR:
+		default:
+			return nil, 0, os.NewSyscallError("read", err)
+		}
+	}
+}
+
 // Write writes all of p, waiting on the hub whenever the socket buffer is
 // full.
 func (fd *netFD) Write(p []byte) (int, error) {

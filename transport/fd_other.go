@@ -37,7 +37,10 @@ func newFD(*poller.Hub, int) (*netFD, error) { return nil, errUnsupported }
 func dupFD(syscall.Conn) (int, error)        { return -1, errUnsupported }
 func (*netFD) Close() error                  { return errUnsupported }
 func (*netFD) Read([]byte) (int, error)      { return 0, errUnsupported }
-func (*netFD) Write([]byte) (int, error)     { return 0, errUnsupported }
+func (*netFD) readPooled(int, BufferPool) (*[]byte, int, error) {
+	return nil, 0, errUnsupported
+}
+func (*netFD) Write([]byte) (int, error) { return 0, errUnsupported }
 func (*netFD) writeBuffers(*net.Buffers) (int64, error) {
 	return 0, errUnsupported
 }

@@ -91,4 +91,3 @@ func newHub(t testing.TB, opts ...poller.Option) *poller.Hub {
 	t.Cleanup(func() { h.Close() })
 	return h
 }
-

@@ -1,0 +1,173 @@
+package grpcopt
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/transport"
+)
+
+// Config carries the settings shared by the options this package builds.
+// The zero Config uses poller.Default() and package net's defaults; the
+// package-level ServerOption, DialOption and Listen are shorthands for a
+// Config with only Hub set.
+type Config struct {
+	// Hub owns the conns; nil means poller.Default().
+	Hub *poller.Hub
+	// UserTimeout, if positive, sets TCP_USER_TIMEOUT on every TCP conn:
+	// how long sent data may stay unacknowledged before the kernel drops the
+	// connection. grpc-go sets it from keepalive.ClientParameters.Timeout
+	// and keepalive.ServerParameters.Timeout only on a *net.TCPConn, so a
+	// conn that is born on a hub (DialOption, Listen) needs it here; pass the
+	// same value as the keepalive Timeout. (With ServerOption over a
+	// standard listener, grpc-go sets it on the raw socket itself.)
+	UserTimeout time.Duration
+	// DialTimeout bounds each connect, on top of the context grpc-go gives
+	// the dialer; zero means none.
+	DialTimeout time.Duration
+}
+
+func (c Config) hub() *poller.Hub {
+	if c.Hub == nil {
+		return poller.Default()
+	}
+	return c.Hub
+}
+
+// unsupported reports whether hubs cannot run here (not Linux): the options
+// then fall back to package net, as documented in the package comment.
+func (c Config) unsupported() bool {
+	return errors.Is(c.hub().Err(), errors.ErrUnsupported)
+}
+
+// wrap turns a hub conn into what grpc-go is handed, with the configured
+// socket options.
+func (c Config) wrap(hc *transport.Conn) (*Conn, error) {
+	if c.UserTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
+		if err := setUserTimeout(hc, c.UserTimeout); err != nil {
+			hc.Close()
+			return nil, err
+		}
+	}
+	return &Conn{hc}, nil
+}
+
+// ServerOption is a grpc.ServerOption whose credentials move each accepted
+// conn onto h (nil means poller.Default()), then run inner's handshake over
+// the hub conn; inner nil means insecure. See Config.ServerOption.
+func ServerOption(h *poller.Hub, inner credentials.TransportCredentials) grpc.ServerOption {
+	return Config{Hub: h}.ServerOption(inner)
+}
+
+// DialOption is a grpc.DialOption whose context dialer connects on hub h
+// (nil means poller.Default()). See Config.DialOption.
+func DialOption(h *poller.Hub) grpc.DialOption {
+	return Config{Hub: h}.DialOption()
+}
+
+// Listen is a drop-in for net.Listen whose conns already live on hub h
+// (nil means poller.Default()), for grpc.Server.Serve. See Config.Listen.
+func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
+	return Config{Hub: h}.Listen(network, address)
+}
+
+// ServerOption returns grpc.Creds with credentials that move each accepted
+// conn onto the hub (duplicating its fd and closing the original once the
+// HTTP/2 preface has arrived) and run inner's handshake (TLS, ALTS, any;
+// nil means insecure) over the hub conn. AuthInfo, Info, Clone and
+// OverrideServerName are inner's, so peers see inner's security level.
+//
+// grpc-go guards the handshake and the client preface with
+// grpc.ConnectionTimeout through a deadline on the raw conn, and clears it
+// on the raw conn afterwards. The credentials keep that promise on the hub
+// conn: a conn that has not completed its handshake and sent its preface
+// and first SETTINGS frame when the raw conn's deadline passes fails as it
+// would without the hub; a conn that has is never cut.
+//
+// With a listener from Listen on the same hub, conns are not moved again.
+func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.ServerOption {
+	return grpc.Creds(c.Credentials(inner))
+}
+
+// Listen announces on the local address like net.Listen ("tcp", "tcp4",
+// "tcp6", "unix"); accepted conns are *Conn values on the hub. It works with
+// or without ServerOption.
+func (c Config) Listen(network, address string) (net.Listener, error) {
+	if c.unsupported() {
+		return net.Listen(network, address)
+	}
+	l, err := transport.ListenHub(c.hub(), network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{Listener: l, cfg: c}, nil
+}
+
+// listener hands grpc-go *Conn values.
+type listener struct {
+	*transport.Listener
+	cfg Config
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	hc, err := l.Listener.AcceptConn()
+	if err != nil {
+		return nil, err
+	}
+	c, err := l.cfg.wrap(hc)
+	if err != nil {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+	}
+	return c, nil
+}
+
+// DialOption returns grpc.WithContextDialer with a dialer that connects on
+// the hub. It understands every address form grpc-go hands a custom dialer
+// ("host:port", "[v6]:port", "unix:///abs", "unix:rel", "unix:@abstract",
+// "unix-abstract:name"), and returns dial errors as *net.OpError values so
+// that grpc-go's reconnect backoff applies.
+func (c Config) DialOption() grpc.DialOption {
+	return grpc.WithContextDialer(c.Dial)
+}
+
+// Dial connects to a grpc-go dialer address (see DialOption).
+func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	network, address := ParseTarget(addr)
+	if c.unsupported() {
+		d := net.Dialer{Timeout: c.DialTimeout}
+		return d.DialContext(ctx, network, address)
+	}
+	d := transport.Dialer{Hub: c.hub(), Timeout: c.DialTimeout}
+	hc, err := d.DialHub(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return c.wrap(hc)
+}
+
+// ParseTarget splits an address given to a grpc-go custom dialer into a
+// network and an address for net.Dial: "unix:///abs" and "unix://abs" give
+// ("unix", "/abs") and ("unix", "abs"), "unix:rel" gives ("unix", "rel"),
+// "unix-abstract:name" and "unix:@name" give ("unix", "@name"), a leading
+// NUL byte marks an abstract name too; anything else is ("tcp", addr).
+func ParseTarget(addr string) (network, address string) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		return "unix", strings.TrimPrefix(addr, "unix://")
+	case strings.HasPrefix(addr, "unix:"):
+		return "unix", strings.TrimPrefix(addr, "unix:")
+	case strings.HasPrefix(addr, "unix-abstract:"):
+		name := strings.TrimPrefix(strings.TrimPrefix(addr, "unix-abstract:"), "//")
+		return "unix", "@" + name
+	case strings.HasPrefix(addr, "\x00"):
+		return "unix", "@" + addr[1:]
+	}
+	return "tcp", addr
+}

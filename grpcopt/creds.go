@@ -1,0 +1,221 @@
+package grpcopt
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+
+	"github.com/hubio/hubio/transport"
+)
+
+// Credentials returns the transport credentials behind Config.ServerOption,
+// for servers that build their options themselves (or combine credentials).
+func (c Config) Credentials(inner credentials.TransportCredentials) credentials.TransportCredentials {
+	if inner == nil {
+		inner = insecure.NewCredentials()
+	}
+	return &creds{cfg: c, inner: inner}
+}
+
+// creds moves accepted conns onto a hub, then hands them to inner.
+type creds struct {
+	cfg   Config
+	inner credentials.TransportCredentials
+}
+
+// ClientHandshake is inner's: these credentials move server conns only.
+func (c *creds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c.inner.ClientHandshake(ctx, authority, conn)
+}
+
+// ServerHandshake moves raw onto the hub (unless it already is a conn of
+// this hub), then runs inner's handshake over the hub conn. grpc-go calls it
+// from the goroutine serving the new conn, with raw's deadline set to the
+// server's connection timeout.
+func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if c.cfg.unsupported() {
+		return c.inner.ServerHandshake(raw)
+	}
+	if hc, ok := raw.(*Conn); ok && hc.Hub() == c.cfg.hub() {
+		// Accepted by Listen on this hub: grpc-go's deadlines reach it.
+		return c.inner.ServerHandshake(raw)
+	}
+	moved, err := transport.AdoptConn(c.cfg.hub(), raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
+	}
+	hc, err := c.cfg.wrap(moved)
+	if err != nil {
+		return nil, nil, err
+	}
+	g := newGuard(raw, hc)
+	conn, auth, err := c.inner.ServerHandshake(hc)
+	if err != nil {
+		g.stop()
+		hc.Close()
+		return nil, nil, err
+	}
+	return g.watch(conn), auth, nil
+}
+
+// Info returns inner's protocol info.
+func (c *creds) Info() credentials.ProtocolInfo { return c.inner.Info() }
+
+// Clone clones inner too.
+func (c *creds) Clone() credentials.TransportCredentials {
+	return &creds{cfg: c.cfg, inner: c.inner.Clone()}
+}
+
+// OverrideServerName is inner's.
+//
+// Deprecated: as for credentials.TransportCredentials.
+func (c *creds) OverrideServerName(name string) error {
+	return c.inner.OverrideServerName(name) //nolint:staticcheck // delegating a deprecated method
+}
+
+// guard keeps grpc.ConnectionTimeout for a conn moved off its raw conn.
+//
+// grpc-go sets the server's connection timeout as the raw conn's deadline
+// before ServerHandshake and clears it, on the raw conn, once the HTTP/2
+// preface and first frame have arrived. A watcher goroutine parks in a
+// RawConn.Read on raw (it never reads a byte, only waits) and so wakes when
+// that deadline passes or raw is closed:
+//   - deadline passed before the preface phase ended: the hub conn's
+//     deadline is set in the past, so grpc-go's handshake or preface read
+//     fails with a timeout, as it would have on raw;
+//   - raw closed by grpc-go (a failed handshake): the hub conn is closed;
+//   - the phase ended (stop, from the conn that counts preface bytes): raw
+//     is closed by the guard and the watcher exits.
+//
+// Raw stays open until then; it shares the socket with the hub conn.
+type guard struct {
+	raw  net.Conn
+	hc   *Conn
+	over atomic.Bool // the phase ended (or the guard was stopped)
+	once sync.Once
+	done chan struct{} // closed when the watcher has exited
+}
+
+// aLongTimeAgo is a deadline that has passed.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func newGuard(raw net.Conn, hc *Conn) *guard {
+	g := &guard{raw: raw, hc: hc, done: make(chan struct{})}
+	sc, ok := raw.(syscall.Conn)
+	var rc syscall.RawConn
+	var err error
+	if ok {
+		rc, err = sc.SyscallConn()
+	}
+	if !ok || err != nil {
+		// No way to watch raw's deadline: nothing to keep.
+		close(g.done)
+		g.stop()
+		return g
+	}
+	go func() {
+		defer close(g.done)
+		err := rc.Read(func(uintptr) bool { return g.over.Load() })
+		if g.over.Load() {
+			return
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			g.hc.SetDeadline(aLongTimeAgo)
+			return
+		}
+		g.hc.Close()
+	}()
+	return g
+}
+
+// stop ends the phase: raw is closed and the watcher exits.
+func (g *guard) stop() {
+	g.once.Do(func() {
+		g.over.Store(true)
+		g.raw.Close()
+	})
+}
+
+// watch wraps the conn returned to grpc-go so that the guard stops once
+// the client preface and the frame after it have been read.
+func (g *guard) watch(c net.Conn) net.Conn {
+	if g.over.Load() {
+		return c
+	}
+	p := &phase{g: g}
+	if hc, ok := c.(*Conn); ok {
+		return &phaseReadyConn{phaseConn{Conn: c, p: p}, hc}
+	}
+	return &phaseConn{Conn: c, p: p}
+}
+
+// prefaceLen is the length of the HTTP/2 client connection preface.
+const prefaceLen = 24
+
+// phase counts the bytes grpc-go reads until the preface and the first
+// frame (the client's SETTINGS) are complete. Reads happen on one goroutine
+// at a time (grpc-go's reader), so the counters need no lock.
+type phase struct {
+	g    *guard
+	seen int     // bytes read so far
+	hdr  [3]byte // the first frame's length field (bytes 24–26)
+	end  int     // bytes in preface and first frame, once known
+	over atomic.Bool
+}
+
+func (p *phase) count(b []byte) {
+	for i, c := range b {
+		if off := p.seen + i; off >= prefaceLen && off < prefaceLen+3 {
+			p.hdr[off-prefaceLen] = c
+		}
+	}
+	p.seen += len(b)
+	if p.end == 0 && p.seen >= prefaceLen+3 {
+		p.end = prefaceLen + 9 + (int(p.hdr[0])<<16 | int(p.hdr[1])<<8 | int(p.hdr[2]))
+	}
+	if p.end != 0 && p.seen >= p.end {
+		p.over.Store(true)
+		p.g.stop()
+	}
+}
+
+// phaseConn counts preface bytes on their way to grpc-go.
+type phaseConn struct {
+	net.Conn
+	p *phase
+}
+
+func (c *phaseConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.p.over.Load() {
+		c.p.count(b[:n])
+	}
+	return n, err
+}
+
+func (c *phaseConn) Close() error {
+	c.p.g.stop()
+	return c.Conn.Close()
+}
+
+// phaseReadyConn is phaseConn for a hub conn, keeping ReadOnReady.
+type phaseReadyConn struct {
+	phaseConn
+	hc *Conn
+}
+
+func (c *phaseReadyConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	b, n, err := c.hc.ReadOnReady(bufSize, pool)
+	if n > 0 && !c.p.over.Load() {
+		c.p.count((*b)[:n])
+	}
+	return b, n, err
+}
