@@ -108,10 +108,12 @@ type Hub struct {
 	queue []func() // FIFO of Schedule callbacks, appended by any goroutine
 	spare []func() // hub goroutine only: the drained queue, reused
 
-	tm timers // timer heap; its own lock, taken after regMu never
+	tm timers // timer heap, under its own lock tm.mu
 
-	// regMu guards regs. Taken by Register/deregister (any goroutine) and
-	// by the hub goroutine once per batch of events.
+	// regMu guards regs and the epoll set's membership: epoll_ctl runs
+	// under it, and shutdown takes it before the epoll fd is closed. Taken
+	// by Register/Deregister (any goroutine) and by the hub goroutine once
+	// per batch of events. Lock order: regMu before tm.mu.
 	regMu sync.Mutex
 	regs  []*Registration // indexed by fd number; nil where none
 	gen   uint32          // last generation handed out; under regMu
@@ -346,6 +348,7 @@ func (h *Hub) shutdown() {
 	h.regMu.Unlock()
 	for _, r := range regs {
 		if r != nil {
+			h.registered.Add(-1) // it left regs, as in Deregister
 			r.fail(stateHubClosed)
 		}
 	}
@@ -425,17 +428,15 @@ func (h *Hub) Register(fd int) (*Registration, error) {
 		copy(regs, h.regs)
 		h.regs = regs
 	}
-	h.regs[fd] = r
-	h.regMu.Unlock()
+	// epoll_ctl runs under regMu: shutdown closes the epoll fd only after
+	// its own regMu section, so the fd number cannot have been reused.
 	if err := h.p.add(fd, r.gen); err != nil {
-		h.regMu.Lock()
-		if fd < len(h.regs) && h.regs[fd] == r {
-			h.regs[fd] = nil
-		}
 		h.regMu.Unlock()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	h.regs[fd] = r
 	h.registered.Add(1)
+	h.regMu.Unlock()
 	return r, nil
 }
 
@@ -467,23 +468,18 @@ func (r *Registration) Deregister() {
 	}
 	h := r.hub
 	h.regMu.Lock()
-	mine := r.fd < len(h.regs) && h.regs[r.fd] == r
-	if mine {
+	if r.fd < len(h.regs) && h.regs[r.fd] == r {
 		h.regs[r.fd] = nil
-	}
-	h.regMu.Unlock()
-	if mine {
-		h.p.del(r.fd)
+		h.p.del(r.fd) // under regMu: the epoll fd is still open
 		h.registered.Add(-1)
 	}
+	h.regMu.Unlock()
 	r.wakeAll()
 }
 
 // fail marks the registration closed by its hub; hub goroutine only.
 func (r *Registration) fail(state int32) {
-	if r.state.CompareAndSwap(stateOpen, state) {
-		r.hub.registered.Add(-1)
-	}
+	r.state.CompareAndSwap(stateOpen, state)
 	r.wakeAll()
 }
 

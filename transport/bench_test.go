@@ -1,0 +1,156 @@
+package transport_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/hubio/hubio/transport"
+)
+
+// benchPair returns a connected TCP pair over loopback: both ends standard
+// conns, or both ends hub conns on one hub.
+func benchPair(b *testing.B, hub bool) (client, server net.Conn) {
+	b.Helper()
+	var ln net.Listener
+	var err error
+	if hub {
+		ln, err = transport.Listen(newHub(b), "tcp", "127.0.0.1:0")
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			b.Error(err)
+		}
+		accepted <- c
+	}()
+	if hub {
+		h := ln.(*transport.Listener).Hub()
+		client, err = (&transport.Dialer{Hub: h}).Dial("tcp", ln.Addr().String())
+	} else {
+		client, err = net.Dial("tcp", ln.Addr().String())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	server = <-accepted
+	b.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+var transports = []struct {
+	name string
+	hub  bool
+}{{"std", false}, {"hub", true}}
+
+// BenchmarkPingPong measures 64-byte round trips: the client writes 64
+// bytes, the server echoes them, the client reads them back. With several
+// pairs, each pair runs in its own goroutines at once; ns/op is per round
+// trip across all pairs.
+func BenchmarkPingPong(b *testing.B) {
+	for _, pairs := range []int{1, 16} {
+		for _, tr := range transports {
+			b.Run(fmt.Sprintf("pairs=%d/%s", pairs, tr.name), func(b *testing.B) {
+				hub := tr.hub
+				type pair struct{ c, s net.Conn }
+				ps := make([]pair, pairs)
+				for i := range ps {
+					ps[i].c, ps[i].s = benchPair(b, hub)
+				}
+				var wg sync.WaitGroup
+				for _, p := range ps {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						buf := make([]byte, 64)
+						for {
+							if _, err := io.ReadFull(p.s, buf); err != nil {
+								return
+							}
+							if _, err := p.s.Write(buf); err != nil {
+								return
+							}
+						}
+					}()
+				}
+				b.ReportAllocs()
+				b.SetBytes(64)
+				b.ResetTimer()
+				var cw sync.WaitGroup
+				for i, p := range ps {
+					n := b.N / pairs
+					if i < b.N%pairs {
+						n++
+					}
+					cw.Add(1)
+					go func() {
+						defer cw.Done()
+						buf := make([]byte, 64)
+						for range n {
+							if _, err := p.c.Write(buf); err != nil {
+								b.Error(err)
+								return
+							}
+							if _, err := io.ReadFull(p.c, buf); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				cw.Wait()
+				b.StopTimer()
+				for _, p := range ps {
+					p.c.Close()
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+// BenchmarkStream measures one-way throughput with 32 KiB writes and reads.
+func BenchmarkStream(b *testing.B) {
+	const size = 32 << 10
+	for _, tr := range transports {
+		b.Run(tr.name, func(b *testing.B) {
+			c, s := benchPair(b, tr.hub)
+			done := make(chan int64)
+			go func() {
+				buf := make([]byte, size)
+				var n int64
+				for {
+					m, err := s.Read(buf)
+					n += int64(m)
+					if err != nil {
+						done <- n
+						return
+					}
+				}
+			}()
+			buf := make([]byte, size)
+			b.ReportAllocs()
+			b.SetBytes(size)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			if n := <-done; n != int64(b.N)*size {
+				b.Fatalf("read %d bytes, wrote %d", n, int64(b.N)*size)
+			}
+			b.StopTimer()
+		})
+	}
+}
