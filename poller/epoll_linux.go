@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -178,7 +179,7 @@ func (h *Hub) pass() bool {
 func (h *Hub) poll(timeout int) int {
 	p := &h.p
 	h.iterations.Add(1)
-	n, err := unix.EpollWait(p.epfd, p.events, timeout)
+	n, err := p.wait(timeout)
 	if err != nil {
 		return 0 // EINTR; anything else would repeat on the next call
 	}
@@ -222,6 +223,22 @@ func (h *Hub) poll(timeout int) int {
 		h.runQueue()
 	}
 	return n
+}
+
+// wait harvests ready events. A zero timeout cannot block, so it skips the
+// runtime's syscall bookkeeping (entersyscall/exitsyscall cost about as
+// much as the call itself, and the Park design polls once per wake);
+// x/sys has no raw variant, hence the direct call.
+func (p *poll) wait(timeout int) (int, error) {
+	if timeout != 0 {
+		return unix.EpollWait(p.epfd, p.events, timeout)
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd),
+		uintptr(unsafe.Pointer(&p.events[0])), uintptr(len(p.events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // dispatchForTest delivers a synthetic event as if epoll_wait had returned

@@ -315,6 +315,9 @@ func (h *Hub) stopTimer(t *timer) bool {
 // runTimers runs the timers that are due and returns the hub-clock time of
 // the next one (0 if none). Hub goroutine only. fs is scratch space.
 func (h *Hub) runTimers(fs []func()) ([]func(), int64) {
+	if h.tm.n.Load() == 0 {
+		return fs[:0], 0
+	}
 	h.tm.mu.Lock()
 	fs, next := h.tm.popExpired(now(), fs[:0])
 	h.tm.mu.Unlock()
@@ -330,6 +333,9 @@ func (h *Hub) runTimers(fs []func()) ([]func(), int64) {
 
 // nextTimer returns the hub-clock time of the earliest timer, 0 if none.
 func (h *Hub) nextTimer() int64 {
+	if h.tm.n.Load() == 0 {
+		return 0
+	}
 	h.tm.mu.Lock()
 	defer h.tm.mu.Unlock()
 	if len(h.tm.heap) == 0 {

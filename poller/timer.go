@@ -2,6 +2,7 @@ package poller
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,10 @@ type timer struct {
 type timers struct {
 	mu   sync.Mutex
 	heap []*timer
+	// n mirrors len(heap), written under mu: the hub reads it without the
+	// lock to skip timer work when there is none. A timer added after a
+	// read of zero signals the hub, which then looks again.
+	n atomic.Int64
 }
 
 // add schedules t at w, or moves it there if it is already pending, and
@@ -46,6 +51,7 @@ func (ts *timers) add(t *timer, w int64) (earliest bool) {
 	} else {
 		t.idx = len(ts.heap)
 		ts.heap = append(ts.heap, t)
+		ts.n.Store(int64(len(ts.heap)))
 		ts.up(t.idx)
 	}
 	return t.idx == 0
@@ -64,6 +70,7 @@ func (ts *timers) remove(t *timer) bool {
 	}
 	ts.heap[last] = nil
 	ts.heap = ts.heap[:last]
+	ts.n.Store(int64(last))
 	t.idx = -1
 	if i != last {
 		ts.fix(i)

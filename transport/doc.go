@@ -1,0 +1,29 @@
+// Package transport provides net.Conn, net.Listener and a Dialer whose every
+// wait for readiness — read, write, accept, connect — parks on a hub
+// (package poller) instead of the Go runtime poller.
+//
+// A hub conn behaves as a standard one: Read and Write run in the caller's
+// goroutine and do their own syscalls (the hub only says "ready"); partial
+// writes are completed; io.EOF marks an orderly shutdown; deadlines fail
+// calls with os.ErrDeadlineExceeded (Timeout() true), also when moved while
+// a call is blocked; Close unblocks every blocked call with net.ErrClosed
+// and closes the socket once the last call in flight has left (the fd is
+// reference-counted, as internal/poll does, so it is never used after its
+// number could have been reused); errors are *net.OpError values wrapping
+// the standard sentinels and syscall.Errno. TCP conns get TCP_NODELAY and
+// keepalive (15 s) as package net sets them.
+//
+// Listen lets package net create the listening socket (so address syntax,
+// resolution, dual-stack and SO_REUSEADDR are exactly the standard
+// library's) and moves a duplicate of its fd onto the hub. WrapListener and
+// NewConn move existing sockets the same way. Accept uses accept4
+// (non-blocking, close-on-exec), retries ECONNABORTED, and reports EMFILE
+// and ENFILE as errors whose Temporary() is true.
+//
+// If a hub is closed, every call on its conns returns an error matching
+// net.ErrClosed; the conns must still be closed to release their fds.
+//
+// Package transport has no grpc dependency; package grpcopt adds what
+// grpc-go needs. Hub sockets need Linux: elsewhere every constructor
+// returns an error matching errors.ErrUnsupported.
+package transport
