@@ -43,20 +43,19 @@ var echoServiceDesc = grpc.ServiceDesc{
 	HandlerType: (*any)(nil),
 	Methods: []grpc.MethodDesc{{
 		MethodName: "Unary",
-		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		Handler: func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 			in := new(wrapperspb.BytesValue)
 			if err := dec(in); err != nil {
 				return nil, err
 			}
 			s := srv.(*EchoServer)
-			if s.OnUnary == nil {
-				return in, nil
+			if interceptor == nil {
+				return s.unary(ctx, in)
 			}
-			out, err := s.OnUnary(ctx, in.Value)
-			if err != nil {
-				return nil, err
-			}
-			return wrapperspb.Bytes(out), nil
+			info := &grpc.UnaryServerInfo{Server: srv, FullMethod: EchoUnaryMethod}
+			return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+				return s.unary(ctx, req.(*wrapperspb.BytesValue))
+			})
 		},
 	}},
 	Streams: []grpc.StreamDesc{{
@@ -77,6 +76,18 @@ var echoServiceDesc = grpc.ServiceDesc{
 			}
 		},
 	}},
+}
+
+// unary answers one unary request.
+func (s *EchoServer) unary(ctx context.Context, in *wrapperspb.BytesValue) (any, error) {
+	if s.OnUnary == nil {
+		return in, nil
+	}
+	out, err := s.OnUnary(ctx, in.Value)
+	if err != nil {
+		return nil, err
+	}
+	return wrapperspb.Bytes(out), nil
 }
 
 // EchoClient calls the echo service.
