@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 
+	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -44,8 +45,10 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if c.cfg.unsupported() {
 		return c.inner.ServerHandshake(raw)
 	}
-	if hc, ok := raw.(*Conn); ok && hc.Hub() == c.cfg.hub() {
-		// Accepted by Listen on this hub: grpc-go's deadlines reach it.
+	if onHub(raw, c.cfg.hub()) {
+		// Accepted by Listen on this hub (maybe behind a wrapper, such as
+		// testutil's fault injector, which must stay in the path):
+		// grpc-go's deadlines reach it, so it is handed on as it is.
 		return c.inner.ServerHandshake(raw)
 	}
 	moved, err := transport.AdoptConn(c.cfg.hub(), raw)
@@ -64,6 +67,25 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		return nil, nil, err
 	}
 	return g.watch(conn), auth, nil
+}
+
+// onHub reports whether c is a hub conn of h, or wraps one: it follows
+// NetConn methods (as tls.Conn and wrappers offer) a few levels down.
+func onHub(c net.Conn, h *poller.Hub) bool {
+	for range 8 {
+		switch hc := c.(type) {
+		case *Conn:
+			return hc.Hub() == h
+		case *transport.Conn:
+			return hc.Hub() == h
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return false
+		}
+		c = u.NetConn()
+	}
+	return false
 }
 
 // Info returns inner's protocol info.
