@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hubio/hubio/testutil"
+)
+
+// TestMain lets the test binary serve as the benchmark's child process:
+// spawn re-executes os.Executable(), which under go test is this binary.
+func TestMain(m *testing.M) {
+	if job := os.Getenv(childEnv); job != "" {
+		os.Exit(childMain(job, os.Stdin, os.Stdout, os.Stderr))
+	}
+	// Under -race, every child would otherwise sleep a second at exit
+	// (GORACE's atexit_sleep_ms); a race in a child still fails its run.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	testutil.VerifyTestMain(m)
+}
+
+func TestQuickRunPrintsATableRowPerCaseAndTransportAndWritesAChart(t *testing.T) {
+	svg := filepath.Join(t.TempDir(), "results.svg")
+	var stdout, stderr bytes.Buffer
+	// A subset of -quick: both modes, one payload, two concurrencies.
+	args := []string{"-quick", "-rounds=1", "-payloads=64", "-conc=1,4", "-svg=" + svg}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("stdout:\n%s", out)
+	if !strings.Contains(out, "| case | transport | RPCs/s | p50 | p99 | p99.9 | allocs/RPC | CPU/RPC | threads | hub/std | hub/threads |") {
+		t.Errorf("no table header in the output")
+	}
+	if strings.Contains(out, "failed") {
+		t.Errorf("a run failed")
+	}
+	for _, c := range []string{"unary 64B c1", "unary 64B c4", "stream 64B c1", "stream 64B c4"} {
+		if !strings.Contains(out, "| "+c+" | std |") {
+			t.Errorf("no row for %s", c)
+		}
+	}
+	for _, tr := range []string{"|  | hub |", "|  | threads |"} {
+		if n := strings.Count(out, tr); n != 4 {
+			t.Errorf("%d rows contain %q, want 4", n, tr)
+		}
+	}
+	b, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("<svg")) {
+		t.Errorf("%s is not an SVG file", svg)
+	}
+	if !strings.Contains(stderr.String(), "done:") {
+		t.Errorf("no progress on stderr:\n%s", stderr.String())
+	}
+}
+
+func TestGOMAXPROCSSweepRunsTheUnaryCaseAtEachValue(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-gomaxprocs=1,2", "-transports=std,hub", "-svg="}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	for _, c := range []string{"| unary 64B c2 P1 | std |", "| unary 64B c2 P2 | std |"} {
+		if !strings.Contains(stdout.String(), c) {
+			t.Errorf("no row %q in:\n%s", c, stdout.String())
+		}
+	}
+}
+
+func TestIdleModePrintsARowPerTransport(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-idle=20", "-rounds=1"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("stdout:\n%s", out)
+	if strings.Contains(out, "failed") {
+		t.Errorf("a run failed")
+	}
+	for _, tr := range []string{"| std | 20 |", "| hub | 20 |", "| threads | 20 |"} {
+		if !strings.Contains(out, tr) {
+			t.Errorf("no row starting %q", tr)
+		}
+	}
+}
+
+func TestBadFlagsAreRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"-transports=std,carrier-pigeon"},
+		{"-modes=oneway"},
+		{"-conc=0"},
+		{"-rounds=0"},
+		{"-payloads=x"},
+		{"stray"},
+		{"-svg=chart.png"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 2 {
+			t.Errorf("run(%q) = %d, want 2", args, code)
+		}
+	}
+}

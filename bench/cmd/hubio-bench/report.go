@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// writeTable writes the throughput results as a markdown table, one row per
+// case and transport, with a header saying how they were measured.
+func writeTable(w io.Writer, cfg config, results []caseResult) {
+	fmt.Fprintf(w, "## hubio-bench: gRPC echo, %s\n\n", strings.Join(cfg.transports, " vs "))
+	fmt.Fprintf(w, "%s. Median of %d round(s) of %v each (after %v warm-up), transports interleaved; "+
+		"%d client conn(s) shared by the callers; each run in a fresh process holding both server "+
+		"and client, so allocs and CPU per RPC count both sides.\n\n",
+		environment(), cfg.rounds, cfg.duration, cfg.warmup, cfg.conns)
+	fmt.Fprintln(w, "| case | transport | RPCs/s | p50 | p99 | p99.9 | allocs/RPC | CPU/RPC | threads | hub/std | hub/threads |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, cr := range results {
+		for t, name := range cfg.transports {
+			label := ""
+			if t == 0 {
+				label = cr.c.String()
+			}
+			o := cr.outcomes[t]
+			if o.rounds == 0 {
+				fmt.Fprintf(w, "| %s | %s | failed: %s | | | | | | | | |\n", label, name, cell(o.err))
+				continue
+			}
+			m := o.med
+			fmt.Fprintf(w, "| %s | %s | %.0f | %s | %s | %s | %.1f | %s | %d | %s | %s |\n",
+				label, name, m.rps, fmtDur(m.p50), fmtDur(m.p99), fmtDur(m.p999),
+				m.allocsPerRPC, fmtDur(m.cpuPerRPC), m.threads,
+				ratioCell(cfg, cr, name, transportStd), ratioCell(cfg, cr, name, transportThreads))
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "hub/std and hub/threads: hub's RPCs/s over the other's (above 1: hub is faster). "+
+		"threads: peak OS threads of the process.")
+	for _, cr := range results {
+		for t, name := range cfg.transports {
+			if o := cr.outcomes[t]; o.err != nil && o.rounds > 0 {
+				fmt.Fprintf(w, "\nNote: %s %s: %d of %d rounds failed: %s\n", cr.c, name, cfg.rounds-o.rounds, cfg.rounds, cell(o.err))
+			}
+		}
+	}
+}
+
+// ratioCell returns hub's RPCs/s over other's on the hub row, "" on other
+// rows and "–" where either is missing.
+func ratioCell(cfg config, cr caseResult, row, other string) string {
+	if row != transportHub {
+		return ""
+	}
+	h, o := slices.Index(cfg.transports, transportHub), slices.Index(cfg.transports, other)
+	if h < 0 || o < 0 || cr.outcomes[h].rounds == 0 || cr.outcomes[o].rounds == 0 || cr.outcomes[o].med.rps == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", cr.outcomes[h].med.rps/cr.outcomes[o].med.rps)
+}
+
+// fmtDur prints d with three significant figures or so.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d.Nanoseconds())
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// fmtBytes prints n in KiB or MiB.
+func fmtBytes(n float64) string {
+	switch {
+	case n >= 1<<20 || n <= -(1<<20):
+		return fmt.Sprintf("%.1f MiB", n/(1<<20))
+	case n >= 1<<10 || n <= -(1<<10):
+		return fmt.Sprintf("%.1f KiB", n/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", n)
+}
+
+// cell makes an error fit in one table cell.
+func cell(err error) string {
+	if err == nil {
+		return "unknown error"
+	}
+	s := strings.NewReplacer("|", "/", "\n", " ").Replace(err.Error())
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
