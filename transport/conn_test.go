@@ -1,3 +1,5 @@
+//go:build linux
+
 package transport_test
 
 import (
@@ -180,11 +182,7 @@ func openFDs(t testing.TB) int {
 // waitFDs waits until the process has no more than want open fds.
 func waitFDs(t testing.TB, want int) {
 	t.Helper()
-	var got int
-	waitFor(t, 10*time.Second, "open fds to return to the baseline", func() bool {
-		got = openFDs(t)
-		return got <= want
-	})
+	waitFor(t, 10*time.Second, fmt.Sprintf("open fds to return to %d", want), func() bool { return openFDs(t) <= want })
 }
 
 // checkOpErr fails the test unless err is a *net.OpError with op whose
@@ -239,6 +237,33 @@ func fillWrite(t testing.TB, c net.Conn) int {
 	}
 }
 
+// readToEOF reads c into w until io.EOF, which it does not return as an
+// error. A Read that returns no bytes and no error fails with
+// io.ErrNoProgress rather than spinning, as io.Copy would.
+func readToEOF(w io.Writer, c net.Conn, buf []byte) (int64, error) {
+	var total int64
+	for {
+		n, err := c.Read(buf)
+		w.Write(buf[:n])
+		total += int64(n)
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		case n == 0:
+			return total, io.ErrNoProgress
+		}
+	}
+}
+
+// readAll is io.ReadAll over readToEOF.
+func readAll(c net.Conn) ([]byte, error) {
+	var b bytes.Buffer
+	_, err := readToEOF(&b, c, make([]byte, 32<<10))
+	return b.Bytes(), err
+}
+
 func sockoptInt(t testing.TB, c net.Conn, level, name int) int {
 	t.Helper()
 	rc, err := c.(syscall.Conn).SyscallConn()
@@ -257,7 +282,7 @@ func sockoptInt(t testing.TB, c net.Conn, level, name int) int {
 }
 
 // ---------------------------------------------------------------------------
-// 1. Listener Close unblocks Accept.
+// Listener Close unblocks Accept.
 
 func TestListenerCloseUnblocksAccept(t *testing.T) {
 	h := newHub(t)
@@ -281,14 +306,10 @@ func TestListenerCloseUnblocksAccept(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 2. Hub Close fails every blocked call.
+// Hub Close fails every blocked call.
 
 func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
-	h, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h := newHub(t)
 	ln := listen(t, h, "tcp")
 	peer, err := net.Dial("tcp", ln.Addr().String()) // never reads, never writes
 	if err != nil {
@@ -301,6 +322,7 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 
+	filled := fillWrite(t, c)
 	reads := async(func() (int, error) { return c.Read(make([]byte, 1)) })
 	writes := async(func() (int, error) { return c.Write(make([]byte, 64<<20)) })
 	accepts := acceptAsync(t, ln)
@@ -338,17 +360,17 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 	if err := peer.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	n, err := io.Copy(io.Discard, peer)
+	n, err := readToEOF(io.Discard, peer, make([]byte, 64<<10))
 	if err != nil {
 		t.Fatalf("peer read after hub conn Close: %v", err)
 	}
-	if n != int64(w.n) {
-		t.Errorf("peer read %d bytes before EOF, want the %d the blocked Write reported", n, w.n)
+	if want := int64(filled + w.n); n != want {
+		t.Errorf("peer read %d bytes before EOF, want the %d written (%d before the blocked Write, %d by it)", n, want, filled, w.n)
 	}
 }
 
 // ---------------------------------------------------------------------------
-// 3. Full-duplex bulk transfer.
+// Full-duplex bulk transfer.
 
 func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 	const size = 64 << 20
@@ -375,7 +397,7 @@ func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					h := sha256.New()
-					s.n, s.err = io.CopyBuffer(h, to, make([]byte, 32<<10))
+					s.n, s.err = readToEOF(h, to, make([]byte, 32<<10))
 					copy(s.got[:], h.Sum(nil))
 				}()
 				var werr error
@@ -397,6 +419,8 @@ func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 				copy(s.sent[:], hw.Sum(nil))
 				if werr == nil {
 					werr = from.(interface{ CloseWrite() error }).CloseWrite()
+				} else {
+					from.Close() // end the reader's wait at once
 				}
 				wg.Wait()
 				if s.err == nil {
@@ -423,7 +447,7 @@ func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 4. Half-close.
+// Half-close.
 
 func TestHalfClose(t *testing.T) {
 	h := newHub(t)
@@ -452,7 +476,7 @@ func TestHalfClose(t *testing.T) {
 					if err := closer.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
 						t.Fatalf("CloseWrite: %v", err)
 					}
-					got, err := io.ReadAll(other)
+					got, err := readAll(other)
 					if err != nil {
 						t.Fatalf("peer reading to EOF: %v", err)
 					}
@@ -469,7 +493,7 @@ func TestHalfClose(t *testing.T) {
 					if err := other.Close(); err != nil {
 						t.Fatal(err)
 					}
-					got, err = io.ReadAll(closer)
+					got, err = readAll(closer)
 					if err != nil {
 						t.Fatalf("half-closed side reading the answer: %v", err)
 					}
@@ -532,7 +556,7 @@ func TestHalfClose(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 5. Deadlines.
+// Deadlines.
 
 func TestDeadlines(t *testing.T) {
 	h := newHub(t)
@@ -613,7 +637,7 @@ func TestDeadlines(t *testing.T) {
 	} {
 		t.Run("a near read deadline moved "+to.name+" while Read is blocked does not fire", func(t *testing.T) {
 			c, peer := hubPair(t)
-			const near = 500 * time.Millisecond
+			const near = time.Second
 			old := time.Now().Add(near)
 			if err := c.SetReadDeadline(old); err != nil {
 				t.Fatal(err)
@@ -691,7 +715,7 @@ func TestDeadlines(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 6. Dial errors.
+// Dial errors.
 
 func TestDialClosedPortIsRefused(t *testing.T) {
 	h := newHub(t)
@@ -719,7 +743,7 @@ func TestDialClosedPortIsRefused(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 7. Cancelling a dial that hangs.
+// Cancelling a dial that hangs.
 
 // hangingAddr returns the address of a listening socket whose accept queue
 // is full, so that a connect to it hangs (the kernel drops the SYN). It
@@ -797,7 +821,7 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 		if !(errors.As(r.err, &ne) && ne.Timeout()) && !errors.Is(r.err, context.DeadlineExceeded) {
 			t.Errorf("got error %v, want a timeout", r.err)
 		}
-		if r.took < 100*time.Millisecond || r.took > 1100*time.Millisecond {
+		if r.took < 100*time.Millisecond || r.took > 2*time.Second {
 			t.Errorf("the dial took %v, want about 100ms", r.took)
 		}
 		waitFDs(t, before)
@@ -821,8 +845,59 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 	})
 }
 
+// TestDialContextCancelledAsItConnects cancels dials at random moments, many
+// of them just as the connect completes. A dial either fails with the
+// context's error or returns a conn the cancel has no effect on (package
+// net: "once successfully connected, any expiration of the context will not
+// affect the connection").
+func TestDialContextCancelledAsItConnects(t *testing.T) {
+	h := newHub(t)
+	ln := listen(t, h, "tcp")
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-accepted })
+	d := transport.Dialer{Hub: h}
+	succeeded := 0
+	for i := range 2000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancelled := make(chan struct{})
+		spin := rand.IntN(50000)
+		go func() {
+			defer close(cancelled)
+			x := 0
+			for j := range spin {
+				x ^= j
+			}
+			_ = x
+			cancel()
+		}()
+		c, err := d.DialHub(ctx, "tcp", ln.Addr().String())
+		<-cancelled
+		if err != nil {
+			checkOpErr(t, err, "dial", context.Canceled)
+			continue
+		}
+		succeeded++
+		_, werr := c.Write([]byte("x"))
+		c.Close()
+		if werr != nil {
+			t.Fatalf("dial %d succeeded, its context was cancelled afterwards, and then Write failed: %v", i, werr)
+		}
+	}
+	t.Logf("%d of 2000 dials succeeded", succeeded)
+}
+
 // ---------------------------------------------------------------------------
-// 8. Host names.
+// Host names.
 
 func TestDialLocalhost(t *testing.T) {
 	h := newHub(t)
@@ -985,7 +1060,7 @@ func serveDNS(c net.Conn, addrs []netip.Addr) {
 }
 
 // ---------------------------------------------------------------------------
-// 9. Addresses and Listen.
+// Addresses and Listen.
 
 func TestAddressesMatchPackageNet(t *testing.T) {
 	h := newHub(t)
@@ -1174,7 +1249,7 @@ func TestAddressesMatchPackageNet(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 10. Socket options.
+// Socket options.
 
 func TestTCPConnsHaveNoDelayAndKeepAlive(t *testing.T) {
 	h := newHub(t)
@@ -1214,7 +1289,7 @@ func TestTCPConnsHaveNoDelayAndKeepAlive(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 11. Adopting std conns and listeners.
+// Adopting std conns and listeners.
 
 // exchange checks that a and b carry bytes both ways.
 func exchange(t testing.TB, a, b net.Conn) {
@@ -1313,6 +1388,30 @@ func TestAdoptedConnOutlivesTheOriginal(t *testing.T) {
 			exchange(t, c, s)
 		})
 	}
+	t.Run("WrapListener moves a hub listener onto another hub", func(t *testing.T) {
+		h2 := newHub(t)
+		ln1 := listen(t, h, "tcp")
+		ln, err := transport.WrapListener(h2, ln1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		if err := ln1.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := ln.(*transport.Listener).Hub(); got != h2 {
+			t.Errorf("wrapped listener is on hub %p, want %p", got, h2)
+		}
+		acc := acceptAsync(t, ln)
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		if r := await(t, acc, 5*time.Second, "Accept on the moved listener"); r.err != nil {
+			t.Fatal(r.err)
+		}
+	})
 	t.Run("NewConn of a hub conn on the same hub returns it as it is", func(t *testing.T) {
 		c1, _ := pipe(t, h, "tcp", true, true)
 		got, err := transport.NewConn(h, c1)
@@ -1323,7 +1422,7 @@ func TestAdoptedConnOutlivesTheOriginal(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 12. Connect/close cycles leak nothing.
+// Connect/close cycles leak nothing.
 
 func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 	cycles := 10000
@@ -1333,23 +1432,18 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 	h := newHub(t)
 	goroutines := runtime.NumGoroutine()
 	fds := openFDs(t)
-	ln, err := transport.ListenHub(h, "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t, h, "tcp")
 	addr := ln.Addr().String()
 	d := transport.Dialer{Hub: h}
 	start := time.Now()
 	for i := range cycles {
 		c, err := d.DialHub(context.Background(), "tcp", addr)
 		if err != nil {
-			ln.Close()
 			t.Fatalf("cycle %d: dial: %v", i, err)
 		}
 		s, err := ln.AcceptConn()
 		if err != nil {
 			c.Close()
-			ln.Close()
 			t.Fatalf("cycle %d: accept: %v", i, err)
 		}
 		// The server closes first, so TIME_WAIT stays on the listener's
@@ -1373,7 +1467,7 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// 14. Close racing every other call.
+// Close racing every other call.
 
 func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
 	iterations := 200
@@ -1383,7 +1477,7 @@ func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
 	h := newHub(t)
 	fds := openFDs(t)
 	for i := range iterations {
-		c1, c2, stop, err := makePipe(t, h, "tcp", true, true)
+		c1, _, stop, err := makePipe(t, h, "tcp", true, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1458,7 +1552,6 @@ func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
 		if closed != 1 {
 			t.Errorf("iteration %d: %d of 2 concurrent Close calls succeeded, want exactly 1", i, closed)
 		}
-		_ = c2
 		stop()
 		if t.Failed() {
 			break

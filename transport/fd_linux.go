@@ -432,8 +432,13 @@ func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 	if d, ok := ctx.Deadline(); ok {
 		fd.reg.SetDeadline(poller.Write, d)
 	}
+	// A cancelled ctx aborts the wait through a past deadline. The
+	// AfterFunc is stopped before the deadline is cleared on success: if
+	// it already ran (or is running), the dial reports ctx's error rather
+	// than return a conn whose writes would all time out.
+	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { fd.reg.SetDeadline(poller.Write, aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, func() { fd.reg.SetDeadline(poller.Write, aLongTimeAgo) })
 		defer stop()
 	}
 	for {
@@ -452,6 +457,9 @@ func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 		case 0, syscall.EISCONN:
 			// A wake can be spurious: connected only once there is a peer.
 			if _, err := syscall.Getpeername(fd.sysfd); err == nil {
+				if !stop() {
+					return ctx.Err()
+				}
 				fd.reg.SetDeadline(poller.Write, time.Time{})
 				return nil
 			}

@@ -170,5 +170,11 @@ func (l *Listener) SetDeadline(t time.Time) error {
 	return nil
 }
 
+// SyscallConn returns a raw conn for the listening socket (its Read waits
+// for a pending connection through the hub), as *net.TCPListener has.
+func (l *Listener) SyscallConn() (syscall.RawConn, error) {
+	return rawConn{&Conn{fd: l.fd, net: l.net, laddr: l.addr}}, nil
+}
+
 // Hub returns the hub the listener waits on.
 func (l *Listener) Hub() *poller.Hub { return l.fd.hub() }
