@@ -252,6 +252,11 @@ func TestPeerThatStopsReadingCannotGrowServerMemory(t *testing.T) {
 	}
 	// The stream works; now the client's conn stops reading.
 	deafen()
+	t.Cleanup(func() {
+		deafState.mu.Lock()
+		deafState.on, deafState.conns = false, nil
+		deafState.mu.Unlock()
+	})
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
