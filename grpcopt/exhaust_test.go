@@ -1,0 +1,171 @@
+//go:build linux
+
+package grpcopt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/testutil"
+)
+
+// TestServerSurvivesFdExhaustion runs a hub gRPC server in a child process
+// whose fds run out while a client keeps connecting: Accept fails with
+// EMFILE (Temporary), grpc-go's Serve backs off instead of exiting, and once
+// fds are freed the waiting conn is served and new clients work.
+func TestServerSurvivesFdExhaustion(t *testing.T) {
+	if os.Getenv("HUBIO_GRPC_EXHAUST_CHILD") == "1" {
+		if err := grpcExhaustChild(); err != nil {
+			fmt.Println("child: FAIL:", err)
+			os.Exit(1)
+		}
+		fmt.Println("child: ok")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServerSurvivesFdExhaustion$", "-test.v")
+	cmd.Env = append(os.Environ(), "HUBIO_GRPC_EXHAUST_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "child: ok") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// recordingListener keeps the errors Accept returns (to grpc-go's Serve).
+type recordingListener struct {
+	net.Listener
+	errs chan error
+}
+
+func (l *recordingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		select {
+		case l.errs <- err:
+		default:
+		}
+	}
+	return c, err
+}
+
+func grpcExhaustChild() error {
+	h, err := poller.New()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	hl, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	lis := &recordingListener{Listener: hl, errs: make(chan error, 1024)}
+	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
+	testutil.RegisterEchoServer(srv, nil)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	defer srv.Stop()
+	addr := lis.Addr().String()
+
+	echo := func(timeout time.Duration) error {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpcopt.DialOption(h))
+		if err != nil {
+			return err
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		_, err = testutil.NewEchoClient(cc).Unary(ctx, []byte("x"), grpc.WaitForReady(true))
+		return err
+	}
+	if err := echo(10 * time.Second); err != nil {
+		return fmt.Errorf("echo before exhaustion: %v", err)
+	}
+
+	// Lower the limit a little above what is open, then fill it.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return err
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	ents, _ := os.ReadDir("/proc/self/fd")
+	low := lim
+	low.Cur = uint64(len(ents) + 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		return err
+	}
+	var held []int
+	defer func() {
+		for _, fd := range held {
+			syscall.Close(fd)
+		}
+	}()
+	for {
+		fd, err := syscall.Dup(0)
+		if err != nil {
+			break
+		}
+		held = append(held, fd)
+	}
+	// One fd for a client socket: it connects (the kernel accepts for the
+	// listener), and the server's accept4 has no fd left.
+	syscall.Close(held[len(held)-1])
+	held = held[:len(held)-1]
+	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("raw dial with one fd left: %v", err)
+	}
+	defer raw.Close()
+	if _, err := raw.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")); err != nil {
+		return err
+	}
+	// Serve keeps running while it backs off on EMFILE.
+	select {
+	case err := <-served:
+		return fmt.Errorf("Serve exited while fds were exhausted: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Free fds: the waiting conn is accepted (the server answers its
+	// preface with SETTINGS) and new clients are served.
+	for _, fd := range held[len(held)-16:] {
+		syscall.Close(fd)
+	}
+	held = held[:len(held)-16]
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [9]byte
+	if _, err := raw.Read(b[:]); err != nil {
+		return fmt.Errorf("the conn that waited for an fd was not served: %v", err)
+	}
+	if err := echo(10 * time.Second); err != nil {
+		return fmt.Errorf("echo after fds were freed: %v", err)
+	}
+	var sawEMFILE bool
+	for len(lis.errs) > 0 {
+		err := <-lis.errs
+		ne, ok := err.(net.Error)
+		if !ok || !ne.Temporary() || !errors.Is(err, syscall.EMFILE) {
+			return fmt.Errorf("accept error %v: want a Temporary EMFILE", err)
+		}
+		sawEMFILE = true
+	}
+	if !sawEMFILE {
+		return errors.New("accept never ran out of fds")
+	}
+	select {
+	case err := <-served:
+		return fmt.Errorf("Serve exited: %v", err)
+	default:
+	}
+	return nil
+}
