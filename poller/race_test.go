@@ -18,7 +18,7 @@ import (
 // waiter then returns net.ErrClosed) or fails with net.ErrClosed; nothing
 // panics or hangs, and Registered ends at zero.
 func TestCloseRacesRegistrations(t *testing.T) {
-	rounds := 300
+	rounds := 1000
 	if testing.Short() {
 		rounds = 30
 	}

@@ -1470,7 +1470,7 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 // Close racing every other call.
 
 func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
-	iterations := 200
+	iterations := 2000
 	if testing.Short() {
 		iterations = 50
 	}
