@@ -291,38 +291,26 @@ func (fd *netFD) control(f func(fd int) error) error {
 	return f(fd.sysfd)
 }
 
-// rawRead calls f until it reports done, waiting on the hub in between.
-func (fd *netFD) rawRead(f func(uintptr) bool) error {
-	if !fd.refs.incref() {
-		return net.ErrClosed
-	}
-	defer fd.decref()
-	fd.rmu.Lock()
-	defer fd.rmu.Unlock()
-	if err := fd.reg.Prepare(poller.Read); err != nil {
-		return err
-	}
-	for !f(uintptr(fd.sysfd)) {
-		if err := fd.reg.Wait(poller.Read); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// rawRead calls f until it reports done, waiting for readability on the
+// hub in between.
+func (fd *netFD) rawRead(f func(uintptr) bool) error { return fd.rawIO(&fd.rmu, poller.Read, f) }
 
 // rawWrite is rawRead for the write direction.
-func (fd *netFD) rawWrite(f func(uintptr) bool) error {
+func (fd *netFD) rawWrite(f func(uintptr) bool) error { return fd.rawIO(&fd.wmu, poller.Write, f) }
+
+// rawIO runs f under the direction's lock until it reports done.
+func (fd *netFD) rawIO(mu *sync.Mutex, m poller.Mode, f func(uintptr) bool) error {
 	if !fd.refs.incref() {
 		return net.ErrClosed
 	}
 	defer fd.decref()
-	fd.wmu.Lock()
-	defer fd.wmu.Unlock()
-	if err := fd.reg.Prepare(poller.Write); err != nil {
+	mu.Lock()
+	defer mu.Unlock()
+	if err := fd.reg.Prepare(m); err != nil {
 		return err
 	}
 	for !f(uintptr(fd.sysfd)) {
-		if err := fd.reg.Wait(poller.Write); err != nil {
+		if err := fd.reg.Wait(m); err != nil {
 			return err
 		}
 	}
