@@ -96,8 +96,6 @@ type Stats struct {
 // AfterFunc run on the hub goroutine, one at a time; they must not block,
 // and must not call Close.
 type Hub struct {
-	design WaitDesign
-
 	// wake makes the hub goroutine's wait return. Signalled by Schedule,
 	// by timer changes that move the earliest expiry, and by Close.
 	wake *wakeup.Wakeup
@@ -155,7 +153,6 @@ func newHub(isDefault bool, opts ...Option) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{
-		design:    o.design,
 		wake:      w,
 		closeErr:  ErrClosed,
 		done:      make(chan struct{}),

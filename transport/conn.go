@@ -27,7 +27,6 @@ type Conn struct {
 var (
 	_ net.Conn                        = (*Conn)(nil)
 	_ syscall.Conn                    = (*Conn)(nil)
-	_ io.WriterTo                     = (*net.Buffers)(nil)
 	_ interface{ CloseWrite() error } = (*Conn)(nil)
 )
 
