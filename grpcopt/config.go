@@ -123,7 +123,7 @@ func (l *listener) Accept() (net.Conn, error) {
 	}
 	c, err := l.cfg.wrap(hc)
 	if err != nil {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: err}
 	}
 	return c, nil
 }

@@ -600,9 +600,10 @@ func (g *group) setCallback(fn func(*FaultConn)) {
 // one hub, so a test can inject faults into a server's conns: give it to
 // grpc.Server.Serve, then trigger faults on Conns() or in OnAccept.
 //
-// grpcopt.ServerOption cannot move a FaultConn onto a hub; wrap a listener
-// from grpcopt.Listen (whose conns already are hub conns) and serve it
-// without ServerOption, as StartEcho does with WithServerFaults.
+// Wrap a listener from grpcopt.Listen (whose conns already are hub conns):
+// grpcopt.ServerOption finds the hub conn beneath a FaultConn through its
+// NetConn method and hands the FaultConn on unchanged, so the faults stay
+// in the path. (A FaultConn over a plain package net conn cannot be moved.)
 //
 // A FaultListener owns the listener it wraps (Close closes it); each
 // FaultConn it returns belongs to whoever accepted it. Its methods are safe

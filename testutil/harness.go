@@ -104,8 +104,9 @@ func WithListenerWrapper(wrap func(net.Listener) net.Listener) EchoOption {
 }
 
 // WithServerFaults wraps the server's listener in a FaultListener with
-// faults f, exposed as Echo.ServerFaults. The server then runs without
-// grpcopt.ServerOption (see FaultListener).
+// faults f, exposed as Echo.ServerFaults. The server keeps
+// grpcopt.ServerOption, which hands FaultConns on unchanged (see
+// FaultListener).
 func WithServerFaults(f Faults) EchoOption { return func(c *echoConfig) { c.serverFaults = &f } }
 
 // WithClientFaults dials the client's conns through a FaultDialer with
@@ -163,7 +164,7 @@ func NewEcho(opts ...EchoOption) (e *Echo, err error) {
 	if cfg.wrap != nil {
 		l = cfg.wrap(l)
 	}
-	if cfg.serverFaults == nil && cfg.wrap == nil {
+	if cfg.wrap == nil {
 		sopts = append(sopts, grpcopt.ServerOption(e.Hub, nil))
 	}
 	e.Server = grpc.NewServer(append(sopts, cfg.serverOpts...)...)
