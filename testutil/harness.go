@@ -77,7 +77,7 @@ func WithHub(h *poller.Hub) EchoOption { return func(c *echoConfig) { c.hub = h 
 func WithUnixSocket() EchoOption { return func(c *echoConfig) { c.unix = true } }
 
 // WithServerOptions adds options to grpc.NewServer, after the harness's
-// own (grpcopt.ServerOption, unless the listener is wrapped), so a
+// own (grpcopt.ServerOption, unless WithListenerWrapper is used), so a
 // grpc.Creds given here replaces the harness's insecure credentials.
 func WithServerOptions(opts ...grpc.ServerOption) EchoOption {
 	return func(c *echoConfig) { c.serverOpts = append(c.serverOpts, opts...) }
