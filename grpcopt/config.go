@@ -116,16 +116,19 @@ type listener struct {
 	cfg Config
 }
 
+// Accept returns the next conn as a *Conn. A conn whose socket options
+// cannot be set is closed and skipped: an error here would stop
+// grpc.Server.Serve, which retries only temporary ones.
 func (l *listener) Accept() (net.Conn, error) {
-	hc, err := l.Listener.AcceptConn()
-	if err != nil {
-		return nil, err
+	for {
+		hc, err := l.Listener.AcceptConn()
+		if err != nil {
+			return nil, err
+		}
+		if c, err := l.cfg.wrap(hc); err == nil {
+			return c, nil
+		}
 	}
-	c, err := l.cfg.wrap(hc)
-	if err != nil {
-		return nil, &net.OpError{Op: "accept", Net: l.Addr().Network(), Addr: l.Addr(), Err: err}
-	}
-	return c, nil
 }
 
 // DialOption returns grpc.WithContextDialer with a dialer that connects on
@@ -149,7 +152,11 @@ func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.wrap(hc)
+	conn, err := c.wrap(hc)
+	if err != nil {
+		return nil, err // not a typed nil in a net.Conn
+	}
+	return conn, nil
 }
 
 // ParseTarget splits an address given to a grpc-go custom dialer into a

@@ -2,6 +2,7 @@ package grpcopt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -51,7 +52,17 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		// grpc-go's deadlines reach it, so it is handed on as it is.
 		return c.inner.ServerHandshake(raw)
 	}
-	moved, err := transport.AdoptConn(c.cfg.hub(), raw)
+	src := raw
+	if hc, ok := raw.(*Conn); ok {
+		src = hc.Conn // a hub conn of another hub: move its socket
+	}
+	moved, err := transport.AdoptConn(c.cfg.hub(), src)
+	if errors.Is(err, transport.ErrNotSocket) {
+		// A listener's own conn type (a limiting or PROXY-protocol
+		// wrapper, say): moving the socket beneath would bypass the
+		// wrapper, so the conn is served where it is, by package net.
+		return c.inner.ServerHandshake(raw)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
 	}
@@ -109,28 +120,36 @@ func (c *creds) OverrideServerName(name string) error {
 // before ServerHandshake and clears it, on the raw conn, once the HTTP/2
 // preface and first frame have arrived. A watcher goroutine parks in a
 // RawConn.Read on raw (it never reads a byte, only waits) and so wakes when
-// that deadline passes or raw is closed:
-//   - deadline passed before the preface phase ended: the hub conn's
-//     deadline is set in the past, so grpc-go's handshake or preface read
-//     fails with a timeout, as it would have on raw;
-//   - raw closed by grpc-go (a failed handshake): the hub conn is closed;
-//   - the phase ended (stop, from the conn that counts preface bytes): raw
-//     is closed by the guard and the watcher exits.
+// that deadline passes or raw is closed. Exactly one outcome wins, decided
+// by a CAS on state:
+//   - the phase ends first (stop, from the conn that counts preface bytes,
+//     or a failed handshake): state becomes phaseOver, raw is closed and
+//     the watcher exits;
+//   - the deadline passes first: state becomes phaseFailed and the hub
+//     conn's deadline is set in the past, so grpc-go's handshake or
+//     preface read fails with a timeout, as it would have on raw;
+//   - raw is closed by grpc-go first (a failed handshake): phaseFailed,
+//     and the hub conn is closed.
 //
 // Raw stays open until then; it shares the socket with the hub conn.
 type guard struct {
-	raw  net.Conn
-	hc   *Conn
-	over atomic.Bool // the phase ended (or the guard was stopped)
-	once sync.Once
-	done chan struct{} // closed when the watcher has exited
+	raw   net.Conn
+	hc    *Conn
+	state atomic.Int32 // phaseRunning, then phaseOver or phaseFailed, once
+	once  sync.Once    // closes raw once
 }
+
+const (
+	phaseRunning = iota
+	phaseOver
+	phaseFailed
+)
 
 // aLongTimeAgo is a deadline that has passed.
 var aLongTimeAgo = time.Unix(1, 0)
 
 func newGuard(raw net.Conn, hc *Conn) *guard {
-	g := &guard{raw: raw, hc: hc, done: make(chan struct{})}
+	g := &guard{raw: raw, hc: hc}
 	sc, ok := raw.(syscall.Conn)
 	var rc syscall.RawConn
 	var err error
@@ -139,15 +158,13 @@ func newGuard(raw net.Conn, hc *Conn) *guard {
 	}
 	if !ok || err != nil {
 		// No way to watch raw's deadline: nothing to keep.
-		close(g.done)
 		g.stop()
 		return g
 	}
 	go func() {
-		defer close(g.done)
-		err := rc.Read(func(uintptr) bool { return g.over.Load() })
-		if g.over.Load() {
-			return
+		err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
+		if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
+			return // the phase ended first: the conn is grpc-go's now
 		}
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			g.hc.SetDeadline(aLongTimeAgo)
@@ -158,18 +175,17 @@ func newGuard(raw net.Conn, hc *Conn) *guard {
 	return g
 }
 
-// stop ends the phase: raw is closed and the watcher exits.
+// stop ends the phase, unless the watcher has already failed it, and
+// closes raw, which ends the watcher.
 func (g *guard) stop() {
-	g.once.Do(func() {
-		g.over.Store(true)
-		g.raw.Close()
-	})
+	g.state.CompareAndSwap(phaseRunning, phaseOver)
+	g.once.Do(func() { g.raw.Close() })
 }
 
 // watch wraps the conn returned to grpc-go so that the guard stops once
 // the client preface and the frame after it have been read.
 func (g *guard) watch(c net.Conn) net.Conn {
-	if g.over.Load() {
+	if g.state.Load() != phaseRunning {
 		return c
 	}
 	p := &phase{g: g}

@@ -4,6 +4,7 @@ package poller
 
 import (
 	"errors"
+	"math"
 	"os"
 	"time"
 	"unsafe"
@@ -107,7 +108,7 @@ func (h *Hub) loopBlock() {
 		if next != 0 {
 			// Round up: a timer never fires early.
 			timeout = int((next - now() + int64(time.Millisecond) - 1) / int64(time.Millisecond))
-			timeout = max(timeout, 0)
+			timeout = min(max(timeout, 0), math.MaxInt32)
 		}
 		h.poll(timeout)
 	}

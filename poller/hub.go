@@ -284,16 +284,19 @@ func (h *Hub) runQueue() {
 // f never runs.
 func (h *Hub) AfterFunc(d time.Duration, f func()) (stop func() bool) {
 	t := &timer{f: f, idx: -1}
-	h.setTimer(t, now()+int64(d))
+	h.setTimer(t, after(d))
 	return func() bool { return h.stopTimer(t) }
 }
 
 // setTimer (re)schedules t at w, waking the hub if t became the earliest.
 func (h *Hub) setTimer(t *timer, w int64) {
-	if h.closing.Load() {
-		return // never runs; do not hold it in a dead heap
-	}
 	h.tm.mu.Lock()
+	if h.closing.Load() {
+		// It would never run. Checked under tm.mu: shutdown empties the
+		// heap under it after closing is set, so no timer outlives it.
+		h.tm.mu.Unlock()
+		return
+	}
 	earliest := h.tm.add(t, w)
 	h.tm.mu.Unlock()
 	if earliest {

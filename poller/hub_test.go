@@ -451,3 +451,22 @@ func BenchmarkReadiness(b *testing.B) {
 		})
 	}
 }
+
+// TestAfterFuncCenturiesAwayStaysPending: a duration that overflows the
+// hub's clock saturates instead of firing at once.
+func TestAfterFuncCenturiesAwayStaysPending(t *testing.T) {
+	h := newHub(t)
+	fired := make(chan struct{}, 1)
+	stop := h.AfterFunc(time.Duration(1<<63-1), func() { fired <- struct{}{} })
+	later := make(chan struct{})
+	h.AfterFunc(20*time.Millisecond, func() { close(later) })
+	within(t, 5*time.Second, later, "near timer")
+	select {
+	case <-fired:
+		t.Fatal("a timer centuries away fired")
+	default:
+	}
+	if !stop() {
+		t.Fatal("the far timer is not pending")
+	}
+}

@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +18,18 @@ func now() int64 { return int64(time.Since(epoch)) + 1 }
 // when converts an absolute time to the hub's monotonic clock, keeping the
 // monotonic reading of t where it has one.
 func when(t time.Time) int64 {
-	return now() + int64(time.Until(t))
+	return after(time.Until(t))
+}
+
+// after returns the hub-clock time d from now, saturating instead of
+// overflowing for durations centuries away (time.Until caps at about 292
+// years, and now() plus that wraps negative).
+func after(d time.Duration) int64 {
+	n := now()
+	if d > 0 && n+int64(d) < n {
+		return math.MaxInt64
+	}
+	return n + int64(d)
 }
 
 // timer is one entry of a hub's timer heap.

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -241,6 +242,11 @@ func (r rawConn) Write(f func(fd uintptr) (done bool)) error {
 	return nil
 }
 
+// ErrNotSocket is returned (wrapped) by NewConn, AdoptConn and WrapListener
+// for a conn or listener whose socket they cannot reach: neither a package
+// net TCP or unix one nor a hub one.
+var ErrNotSocket = errors.New("transport: cannot move this conn onto a hub")
+
 // NewConn moves an established *net.TCPConn or *net.UnixConn onto hub h (nil
 // means poller.Default()). It duplicates the fd: the caller still owns c and
 // may close it; the returned conn has its own fd. A *Conn already on h is
@@ -270,7 +276,7 @@ func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
 	case *net.UnixConn:
 		network = "unix"
 	default:
-		return nil, fmt.Errorf("transport: cannot move a %T onto a hub: want *net.TCPConn or *net.UnixConn", c)
+		return nil, fmt.Errorf("%w: a %T (want *net.TCPConn or *net.UnixConn)", ErrNotSocket, c)
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}

@@ -195,7 +195,11 @@ func (fd *netFD) writeBuffers(v *net.Buffers) (int64, error) {
 		return 0, err
 	}
 	var total int64
-	for len(*v) > 0 {
+	for {
+		consume(v, 0) // drop empty buffers: writev of nothing writes 0
+		if len(*v) == 0 {
+			break
+		}
 		n, err := unix.Writev(fd.sysfd, (*v)[:min(len(*v), maxIovecs)])
 		if n > 0 {
 			total += int64(n)
@@ -608,10 +612,9 @@ func (fd *netFD) acceptConn(isUnix bool) (*netFD, net.Addr, net.Addr, error) {
 		return nil, nil, nil, err
 	}
 	if !isUnix {
-		if err := nfd.setTCPDefaults(defaultKeepAlive); err != nil {
-			nfd.Close()
-			return nil, nil, nil, err
-		}
+		// Best effort, as package net: a socket option that cannot be set
+		// must not fail Accept (a server would stop serving).
+		nfd.setTCPDefaults(defaultKeepAlive)
 	}
 	return nfd, nfd.localAddr(isUnix), fromSockaddr(rsa, isUnix), nil
 }

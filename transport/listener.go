@@ -108,7 +108,7 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 	case *Listener:
 		network = l.net
 	default:
-		return nil, fmt.Errorf("transport: cannot move a %T onto a hub: want *net.TCPListener or *net.UnixListener", l)
+		return nil, fmt.Errorf("%w: a %T (want *net.TCPListener or *net.UnixListener)", ErrNotSocket, l)
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}
