@@ -91,7 +91,12 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // and first SETTINGS frame when the raw conn's deadline passes fails as it
 // would without the hub; a conn that has is never cut.
 //
-// With a listener from Listen on the same hub, conns are not moved again.
+// With a listener from Listen on the same hub, conns are not moved again
+// (also behind a wrapper whose conns expose NetConn, as testutil's fault
+// injector does); a Listen conn of another hub is moved. A conn of a type
+// that hides its socket (a wrapping listener such as
+// netutil.LimitListener's) cannot be moved without bypassing its wrapper:
+// it is handed to inner as it is and served by package net.
 func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.ServerOption {
 	return grpc.Creds(c.Credentials(inner))
 }
