@@ -154,3 +154,54 @@ func BenchmarkStream(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBuffers writes 8 buffers of 512 bytes per op: package net's
+// net.Buffers.WriteTo (writev), the hub conn's WriteBuffers (writev), and
+// the hub conn's plain Write per buffer, which is what net.Buffers.WriteTo
+// does on a conn outside package net.
+func BenchmarkBuffers(b *testing.B) {
+	const n, size = 8, 512
+	for _, tc := range []struct {
+		name string
+		hub  bool
+		vec  bool
+	}{{"std/writev", false, true}, {"hub/writev", true, true}, {"hub/write-each", true, false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, s := benchPair(b, tc.hub)
+			done := make(chan struct{})
+			go func() {
+				io.Copy(io.Discard, s)
+				close(done)
+			}()
+			bufs := make([][]byte, n)
+			for i := range bufs {
+				bufs[i] = make([]byte, size)
+			}
+			vv := make(net.Buffers, n) // writes consume it: refilled each op
+			b.ReportAllocs()
+			b.SetBytes(n * size)
+			for b.Loop() {
+				copy(vv, bufs)
+				v := vv
+				var err error
+				switch {
+				case !tc.vec:
+					for _, p := range bufs {
+						if _, err = c.Write(p); err != nil {
+							break
+						}
+					}
+				case tc.hub:
+					_, err = c.(*transport.Conn).WriteBuffers(&v)
+				default:
+					_, err = v.WriteTo(c)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			<-done
+		})
+	}
+}
