@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/hubio/hubio/poller"
@@ -75,16 +77,16 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 		ka.idle = 0
 	}
 	var first error
+	netw := "tcp"
+	if network == "unix" {
+		netw = "unix"
+	}
 	for i, ra := range addrs {
 		actx, cancel := partialDeadline(ctx, len(addrs)-i)
-		fd, err := dialFD(actx, h, network, ra, d.LocalAddr, ka)
+		c, err := d.dialOne(actx, h, network, netw, ra, ka)
 		cancel()
 		if err == nil {
-			netw := "tcp"
-			if network == "unix" {
-				netw = "unix"
-			}
-			return newConn(fd, netw, fd.localAddr(netw == "unix"), ra), nil
+			return c, nil
 		}
 		if first == nil {
 			first = opErr(ra, err)
@@ -94,6 +96,41 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 		}
 	}
 	return nil, first
+}
+
+// dialOne connects to one address. As package net does, a TCP connect
+// with an ephemeral local port is retried (twice at most) when it connected
+// the socket to itself — TCP simultaneous open, when the target port is an
+// unused ephemeral one on this host — or failed with a spurious
+// EADDRNOTAVAIL.
+func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAlive) (*Conn, error) {
+	ephemeral := true
+	if la, ok := d.LocalAddr.(*net.TCPAddr); ok && la.Port != 0 {
+		ephemeral = false
+	}
+	for try := 0; ; try++ {
+		fd, err := dialFD(ctx, h, network, ra, d.LocalAddr, ka)
+		retry := netw == "tcp" && ephemeral && try < 2
+		if err != nil {
+			if retry && errors.Is(err, syscall.EADDRNOTAVAIL) && ctx.Err() == nil {
+				continue
+			}
+			return nil, err
+		}
+		c := newConn(fd, netw, fd.localAddr(netw == "unix"), ra)
+		if retry && selfConnected(c) {
+			c.Close()
+			continue
+		}
+		return c, nil
+	}
+}
+
+// selfConnected reports whether a TCP conn is connected to itself.
+func selfConnected(c *Conn) bool {
+	l, lok := c.laddr.(*net.TCPAddr)
+	r, rok := c.raddr.(*net.TCPAddr)
+	return !lok || !rok || l.Port == r.Port && l.IP.Equal(r.IP)
 }
 
 // partialDeadline gives one of n remaining addresses its share of the
