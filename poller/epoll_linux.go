@@ -184,41 +184,30 @@ func (h *Hub) poll(timeout int) int {
 	if err != nil {
 		return 0 // EINTR; anything else would repeat on the next call
 	}
+	// ready[i] is the registration of events[i]: nil for the wakeup fd and
+	// for stale events (registration gone, or its fd number reused).
 	wake := false
-	ready := p.ready[:0]
+	ready := p.ready[:n]
 	h.regMu.Lock()
 	for i := range n {
 		ev := &p.events[i]
 		if ev.Pad == 0 && int(ev.Fd) == p.wakeFd {
 			wake = true
+			ready[i] = nil
 			continue
 		}
-		if r := h.lookup(ev.Fd, uint32(ev.Pad)); r != nil {
-			ready = append(ready, r)
-		} else {
-			ev.Events = 0 // stale
-			continue
-		}
+		ready[i] = h.lookup(ev.Fd, uint32(ev.Pad))
 	}
 	h.regMu.Unlock()
-	j := 0
-	for i := range n {
-		ev := &p.events[i]
-		if ev.Events == 0 || (ev.Pad == 0 && int(ev.Fd) == p.wakeFd) {
-			continue
-		}
-		r := ready[j]
-		j++
-		if ev.Events&readEvents != 0 {
-			r.dirs[Read].wake()
-		}
-		if ev.Events&writeEvents != 0 {
-			r.dirs[Write].wake()
+	delivered := 0
+	for i, r := range ready {
+		if r != nil {
+			r.deliver(p.events[i].Events)
+			delivered++
 		}
 	}
 	clear(ready)
-	p.ready = ready[:0]
-	h.events.Add(uint64(j))
+	h.events.Add(uint64(delivered))
 	if wake {
 		h.wake.Drain()
 		h.runQueue()
@@ -242,19 +231,23 @@ func (p *poll) wait(timeout int) (int, error) {
 	return int(n), nil
 }
 
+// deliver wakes the directions an epoll event mask makes ready.
+func (r *Registration) deliver(events uint32) {
+	if events&readEvents != 0 {
+		r.dirs[Read].wake()
+	}
+	if events&writeEvents != 0 {
+		r.dirs[Write].wake()
+	}
+}
+
 // dispatchForTest delivers a synthetic event as if epoll_wait had returned
 // it. Hub goroutine only.
 func (h *Hub) dispatchForTest(fd int32, gen uint32, events uint32) {
 	h.regMu.Lock()
 	r := h.lookup(fd, gen)
 	h.regMu.Unlock()
-	if r == nil {
-		return
-	}
-	if events&readEvents != 0 {
-		r.dirs[Read].wake()
-	}
-	if events&writeEvents != 0 {
-		r.dirs[Write].wake()
+	if r != nil {
+		r.deliver(events)
 	}
 }
