@@ -281,16 +281,22 @@ func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
-	if err := h.Err(); err != nil {
-		return nil, opErr(err)
-	}
-	s, err := dupFD(c.(syscall.Conn))
-	if err != nil {
-		return nil, opErr(err)
-	}
-	fd, err := newFD(h, s)
+	fd, err := moveFD(h, c.(syscall.Conn))
 	if err != nil {
 		return nil, opErr(err)
 	}
 	return newConn(fd, network, c.LocalAddr(), c.RemoteAddr()), nil
+}
+
+// moveFD registers a duplicate of a socket's fd with h; the original stays
+// its owner's.
+func moveFD(h *poller.Hub, sc syscall.Conn) (*netFD, error) {
+	if err := h.Err(); err != nil {
+		return nil, err
+	}
+	s, err := dupFD(sc)
+	if err != nil {
+		return nil, err
+	}
+	return newFD(h, s)
 }

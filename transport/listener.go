@@ -113,14 +113,7 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}
 	}
-	if err := h.Err(); err != nil {
-		return nil, opErr(err)
-	}
-	s, err := dupFD(l.(syscall.Conn))
-	if err != nil {
-		return nil, opErr(err)
-	}
-	fd, err := newFD(h, s)
+	fd, err := moveFD(h, l.(syscall.Conn))
 	if err != nil {
 		return nil, opErr(err)
 	}
