@@ -7,17 +7,18 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
 // benchPair returns a connected TCP pair over loopback: both ends standard
-// conns, or both ends hub conns on one hub.
-func benchPair(b *testing.B, hub bool) (client, server net.Conn) {
+// conns (h nil), or both ends conns on hub h.
+func benchPair(b *testing.B, h *poller.Hub) (client, server net.Conn) {
 	b.Helper()
 	var ln net.Listener
 	var err error
-	if hub {
-		ln, err = transport.Listen(newHub(b), "tcp", "127.0.0.1:0")
+	if h != nil {
+		ln, err = transport.Listen(h, "tcp", "127.0.0.1:0")
 	} else {
 		ln, err = net.Listen("tcp", "127.0.0.1:0")
 	}
@@ -33,8 +34,7 @@ func benchPair(b *testing.B, hub bool) (client, server net.Conn) {
 		}
 		accepted <- c
 	}()
-	if hub {
-		h := ln.(*transport.Listener).Hub()
+	if h != nil {
 		client, err = (&transport.Dialer{Hub: h}).Dial("tcp", ln.Addr().String())
 	} else {
 		client, err = net.Dial("tcp", ln.Addr().String())
@@ -47,6 +47,25 @@ func benchPair(b *testing.B, hub bool) (client, server net.Conn) {
 	return client, server
 }
 
+// benchHub returns a new hub for the hub transport, nil for package net.
+func benchHub(b *testing.B, hub bool) *poller.Hub {
+	if !hub {
+		return nil
+	}
+	return newHub(b)
+}
+
+// reportHub adds the hub's readiness events and loop iterations per op
+// since before (what one op costs the hub, not just how long it took).
+func reportHub(b *testing.B, h *poller.Hub, before poller.Stats) {
+	if h == nil {
+		return
+	}
+	st := h.Stats()
+	b.ReportMetric(float64(st.Events-before.Events)/float64(b.N), "events/op")
+	b.ReportMetric(float64(st.Iterations-before.Iterations)/float64(b.N), "polls/op")
+}
+
 var transports = []struct {
 	name string
 	hub  bool
@@ -54,17 +73,18 @@ var transports = []struct {
 
 // BenchmarkPingPong measures 64-byte round trips: the client writes 64
 // bytes, the server echoes them, the client reads them back. With several
-// pairs, each pair runs in its own goroutines at once; ns/op is per round
-// trip across all pairs.
+// pairs, each pair runs in its own goroutines at once, all on one hub (as
+// the model has it: one hub owns every socket); ns/op is per round trip
+// across all pairs.
 func BenchmarkPingPong(b *testing.B) {
 	for _, pairs := range []int{1, 16} {
 		for _, tr := range transports {
 			b.Run(fmt.Sprintf("pairs=%d/%s", pairs, tr.name), func(b *testing.B) {
-				hub := tr.hub
+				h := benchHub(b, tr.hub)
 				type pair struct{ c, s net.Conn }
 				ps := make([]pair, pairs)
 				for i := range ps {
-					ps[i].c, ps[i].s = benchPair(b, hub)
+					ps[i].c, ps[i].s = benchPair(b, h)
 				}
 				var wg sync.WaitGroup
 				for _, p := range ps {
@@ -84,6 +104,10 @@ func BenchmarkPingPong(b *testing.B) {
 				}
 				b.ReportAllocs()
 				b.SetBytes(64)
+				var before poller.Stats
+				if h != nil {
+					before = h.Stats()
+				}
 				b.ResetTimer()
 				var cw sync.WaitGroup
 				for i, p := range ps {
@@ -109,6 +133,7 @@ func BenchmarkPingPong(b *testing.B) {
 				}
 				cw.Wait()
 				b.StopTimer()
+				reportHub(b, h, before)
 				for _, p := range ps {
 					p.c.Close()
 				}
@@ -123,7 +148,7 @@ func BenchmarkStream(b *testing.B) {
 	const size = 32 << 10
 	for _, tr := range transports {
 		b.Run(tr.name, func(b *testing.B) {
-			c, s := benchPair(b, tr.hub)
+			c, s := benchPair(b, benchHub(b, tr.hub))
 			done := make(chan int64)
 			go func() {
 				buf := make([]byte, size)
@@ -167,7 +192,7 @@ func BenchmarkBuffers(b *testing.B) {
 		vec  bool
 	}{{"std/writev", false, true}, {"hub/writev", true, true}, {"hub/write-each", true, false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			c, s := benchPair(b, tc.hub)
+			c, s := benchPair(b, benchHub(b, tc.hub))
 			done := make(chan struct{})
 			go func() {
 				io.Copy(io.Discard, s)
