@@ -43,9 +43,10 @@ type job struct {
 	Conns      int           `json:"conns,omitempty"`
 	Warmup     time.Duration `json:"warmup,omitempty"`
 	Duration   time.Duration `json:"duration,omitempty"`
-	GOMAXPROCS int           `json:"gomaxprocs,omitempty"` // 0: the runtime's default
-	Idle       int           `json:"idle,omitempty"`       // idle conns
-	Addr       string        `json:"addr,omitempty"`       // server address, for kindIdleClients
+	GOMAXPROCS int           `json:"gomaxprocs,omitempty"`  // 0: the runtime's default
+	Idle       int           `json:"idle,omitempty"`        // idle conns
+	Addr       string        `json:"addr,omitempty"`        // server address, for kindIdleClients
+	CPUProfile string        `json:"cpu_profile,omitempty"` // write a CPU profile of the measured time here
 }
 
 // result is what a child measured. RPC jobs fill the first group, idle jobs
@@ -59,6 +60,8 @@ type result struct {
 	Mallocs     uint64        `json:"mallocs"`      // heap objects allocated while measuring
 	CPU         time.Duration `json:"cpu"`          // user+sys CPU time while measuring
 	PeakThreads int           `json:"peak_threads"` // most OS threads seen
+	HubEvents   uint64        `json:"hub_events"`   // readiness events the hubs delivered while measuring
+	HubPolls    uint64        `json:"hub_polls"`    // epoll_wait calls of the hubs while measuring
 
 	RSSDelta        int64 `json:"rss_delta"`        // VmRSS with the conns minus before, bytes
 	GoroutinesDelta int   `json:"goroutines_delta"` // goroutines with the conns minus before

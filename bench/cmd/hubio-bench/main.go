@@ -24,9 +24,11 @@
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
 //	            [-conns 1] [-transports std,hub,threads]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
+//	            [-cpuprofile DIR]
 //
-// The results table (markdown) goes to stdout, a chart of RPCs/s to the
-// -svg file, and a progress line to stderr. See README.md for the columns.
+// The results table (markdown) and the hubs' events and polls per RPC go
+// to stdout, a chart of RPCs/s to the -svg file, one CPU profile per run to
+// -cpuprofile, and a progress line to stderr. See README.md for the columns.
 package main
 
 import (
@@ -88,6 +90,7 @@ type config struct {
 	gomaxprocs []int         // GOMAXPROCS values for the unary cases; none: leave as is
 	idle       int           // idle mode: this many idle conns per transport
 	svg        string        // chart path; "" for none
+	cpuprofile string        // directory for one CPU profile per run; "" for none
 }
 
 // Flag defaults, and what -quick changes them to unless they are given.
@@ -121,6 +124,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
+	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -73,6 +73,29 @@ func TestGOMAXPROCSSweepRunsTheUnaryCaseAtEachValue(t *testing.T) {
 	}
 }
 
+func TestCPUProfileIsWrittenPerRunAndHubCostIsReported(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub", "-svg=", "-cpuprofile=" + dir}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	for _, name := range []string{"unary-64B-c2-std-r1.pprof", "unary-64B-c2-hub-r1.pprof"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof files are gzipped
+			t.Errorf("%s is not a gzipped profile (%d bytes)", name, len(b))
+		}
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "| case | hub events/RPC | hub polls/RPC | events/poll |") ||
+		!strings.Contains(out, "| unary 64B c2 | ") {
+		t.Errorf("no hub cost table with a row for the case in:\n%s", out)
+	}
+}
+
 func TestIdleModePrintsARowPerTransport(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"-idle=20", "-rounds=1"}

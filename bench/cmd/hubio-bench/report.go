@@ -39,12 +39,37 @@ func writeTable(w io.Writer, cfg config, results []caseResult) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "hub/std and hub/threads: hub's RPCs/s over the other's (above 1: hub is faster). "+
 		"threads: peak OS threads of the process.")
+	writeHubCost(w, cfg, results)
 	for _, cr := range results {
 		for t, name := range cfg.transports {
 			if o := cr.outcomes[t]; o.err != nil && o.rounds > 0 {
 				fmt.Fprintf(w, "\nNote: %s %s: %d of %d rounds failed: %s\n", cr.c, name, cfg.rounds-o.rounds, cfg.rounds, cell(o.err))
 			}
 		}
+	}
+}
+
+// writeHubCost writes what the hubs did per RPC in each case (both sides'
+// hubs together): readiness events delivered, epoll_wait calls, and events
+// per call. Nothing without a hub transport.
+func writeHubCost(w io.Writer, cfg config, results []caseResult) {
+	h := slices.Index(cfg.transports, transportHub)
+	if h < 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| case | hub events/RPC | hub polls/RPC | events/poll |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|")
+	for _, cr := range results {
+		o := cr.outcomes[h]
+		if o.rounds == 0 {
+			continue
+		}
+		per := "–"
+		if o.med.hubPolls > 0 {
+			per = fmt.Sprintf("%.1f", o.med.hubEvents/o.med.hubPolls)
+		}
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s |\n", cr.c, o.med.hubEvents, o.med.hubPolls, per)
 	}
 }
 

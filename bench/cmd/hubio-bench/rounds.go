@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -55,6 +57,12 @@ func cases(cfg config) []benchCase {
 	return cs
 }
 
+// profileName names the CPU profile of one run, e.g.
+// "unary-64B-c16-hub-r1.pprof".
+func profileName(c benchCase, transport string, round int) string {
+	return fmt.Sprintf("%s-%s-r%d.pprof", strings.ReplaceAll(c.String(), " ", "-"), transport, round+1)
+}
+
 // metrics are the per-RPC figures the report shows, derived from one round's
 // result or, as medians, from several.
 type metrics struct {
@@ -64,7 +72,9 @@ type metrics struct {
 	p999         time.Duration
 	allocsPerRPC float64
 	cpuPerRPC    time.Duration
-	threads      int // peak OS threads
+	threads      int     // peak OS threads
+	hubEvents    float64 // hub readiness events per RPC (hub transport)
+	hubPolls     float64 // hub epoll_wait calls per RPC (hub transport)
 }
 
 func metricsOf(r result) metrics {
@@ -77,6 +87,8 @@ func metricsOf(r result) metrics {
 		allocsPerRPC: float64(r.Mallocs) / n,
 		cpuPerRPC:    time.Duration(float64(r.CPU) / n),
 		threads:      r.PeakThreads,
+		hubEvents:    float64(r.HubEvents) / n,
+		hubPolls:     float64(r.HubPolls) / n,
 	}
 }
 
@@ -90,6 +102,8 @@ func medianMetrics(ms []metrics) metrics {
 		allocsPerRPC: median(ms, func(m metrics) float64 { return m.allocsPerRPC }),
 		cpuPerRPC:    time.Duration(median(ms, func(m metrics) float64 { return float64(m.cpuPerRPC) })),
 		threads:      int(median(ms, func(m metrics) float64 { return float64(m.threads) })),
+		hubEvents:    median(ms, func(m metrics) float64 { return m.hubEvents }),
+		hubPolls:     median(ms, func(m metrics) float64 { return m.hubPolls }),
 	}
 }
 
@@ -127,6 +141,11 @@ type caseResult struct {
 // round, and writes the table to stdout and the chart to cfg.svg.
 func runThroughput(cfg config, stdout, stderr io.Writer) error {
 	cs := cases(cfg)
+	if cfg.cpuprofile != "" {
+		if err := os.MkdirAll(cfg.cpuprofile, 0o755); err != nil {
+			return err
+		}
+	}
 	prog := newProgress(stderr, len(cs)*cfg.rounds*len(cfg.transports))
 	results := make([]caseResult, len(cs))
 	for i, c := range cs {
@@ -135,11 +154,15 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 		for round := range cfg.rounds {
 			for t, name := range cfg.transports {
 				prog.step(fmt.Sprintf("%s: %s, round %d/%d", c, name, round+1, cfg.rounds))
-				r, err := spawn(context.Background(), job{
+				j := job{
 					Kind: kindRPC, Transport: name, Mode: c.mode, Payload: c.payload,
 					Conc: c.conc, Conns: cfg.conns, Warmup: cfg.warmup, Duration: cfg.duration,
 					GOMAXPROCS: c.gomaxprocs,
-				})
+				}
+				if cfg.cpuprofile != "" {
+					j.CPUProfile = filepath.Join(cfg.cpuprofile, profileName(c, name, round))
+				}
+				r, err := spawn(context.Background(), j)
 				if err != nil {
 					if errs[t] == nil {
 						errs[t] = err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +59,14 @@ func measureRPC(j job) (result, error) {
 		clients[i] = testutil.NewEchoClient(cc)
 	}
 
+	var prof *os.File // the CPU profile of the measured time, if asked for
+	if j.CPUProfile != "" {
+		if prof, err = os.Create(j.CPUProfile); err != nil {
+			return result{}, err
+		}
+		defer prof.Close()
+	}
+
 	// The sampler counts OS threads from before the callers start until
 	// the measurement ends.
 	samplerCtx, stopSampler := context.WithCancel(context.Background())
@@ -82,8 +92,13 @@ func measureRPC(j job) (result, error) {
 	}
 
 	time.Sleep(j.Warmup)
+	var profErr error
+	if prof != nil {
+		profErr = pprof.StartCPUProfile(prof)
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	hub0 := ep.hubStats()
 	cpu0 := cpuTime()
 	start := time.Now()
 	phase.Store(phaseMeasure)
@@ -91,7 +106,11 @@ func measureRPC(j job) (result, error) {
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1 := cpuTime()
+	hub1 := ep.hubStats()
 	runtime.ReadMemStats(&after)
+	if prof != nil && profErr == nil {
+		pprof.StopCPUProfile()
+	}
 	stopSampler()
 	cancel()
 	wg.Wait()
@@ -102,6 +121,8 @@ func measureRPC(j job) (result, error) {
 		Mallocs:     after.Mallocs - before.Mallocs,
 		CPU:         cpu1 - cpu0,
 		PeakThreads: <-peak,
+		HubEvents:   hub1.Events - hub0.Events,
+		HubPolls:    hub1.Iterations - hub0.Iterations,
 	}
 	for _, c := range callers {
 		if c.err != nil {
@@ -109,6 +130,9 @@ func measureRPC(j job) (result, error) {
 		}
 		lat.merge(&c.lat)
 		r.RPCs += c.rpcs
+	}
+	if profErr != nil {
+		return result{}, fmt.Errorf("cpu profile: %w", profErr)
 	}
 	if r.RPCs == 0 {
 		return result{}, errors.New("no RPC completed while measuring")

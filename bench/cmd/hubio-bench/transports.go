@@ -32,6 +32,20 @@ type endpoints struct {
 	// close releases what the transport holds beyond the listener and the
 	// conns (the hubs). Call it after the server and clients are closed.
 	close func()
+	// hubs are the hub transport's hubs (server's, client's); none for the
+	// other transports.
+	hubs []*poller.Hub
+}
+
+// hubStats sums the Stats of e's hubs.
+func (e *endpoints) hubStats() poller.Stats {
+	var sum poller.Stats
+	for _, h := range e.hubs {
+		st := h.Stats()
+		sum.Iterations += st.Iterations
+		sum.Events += st.Events
+	}
+	return sum
 }
 
 // target is the address grpc.NewClient dials; passthrough hands it to the
@@ -63,6 +77,7 @@ func newEndpoints(name string) (*endpoints, error) {
 			serverHub.Close()
 			return nil, err
 		}
+		e.hubs = []*poller.Hub{serverHub, clientHub}
 		e.close = func() {
 			serverHub.Close()
 			clientHub.Close()
