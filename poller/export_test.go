@@ -19,3 +19,9 @@ func (r *Registration) Gen() uint32 { return r.gen }
 
 // Pending reports whether direction m holds a readiness token.
 func (r *Registration) Pending(m Mode) bool { return len(r.dirs[m].token) > 0 }
+
+// DoneForTest is closed when the hub goroutine has exited.
+func (h *Hub) DoneForTest() <-chan struct{} { return h.done }
+
+// Goid is the goroutine id Close compares with the hub goroutine's.
+var Goid = goid

@@ -1,10 +1,13 @@
 package poller
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,8 +96,8 @@ type Stats struct {
 // until the hub tells them their fd is ready.
 //
 // All methods are safe for concurrent use. Callbacks given to Schedule and
-// AfterFunc run on the hub goroutine, one at a time; they must not block,
-// and must not call Close.
+// AfterFunc run on the hub goroutine, one at a time; they must not block.
+// A callback may call Close: the hub then stops once the callback returns.
 type Hub struct {
 	// wake makes the hub goroutine's wait return. Signalled by Schedule,
 	// by timer changes that move the earliest expiry, and by Close.
@@ -122,6 +125,10 @@ type Hub struct {
 	closeErr error
 	// done is closed by the hub goroutine when it has exited.
 	done chan struct{}
+	// loopGoid is the hub goroutine's id, stored by run before the loop
+	// starts; Close compares it with its caller's so that a callback's Close
+	// does not wait for its own goroutine to exit.
+	loopGoid atomic.Uint64
 
 	isDefault bool
 
@@ -165,14 +172,40 @@ func newHub(isDefault bool, opts ...Option) (*Hub, error) {
 	if isDefault {
 		go h.defaultLoop()
 	} else {
-		go h.loop()
+		go h.run()
 	}
 	return h, nil
 }
 
+// run is the hub goroutine.
+func (h *Hub) run() {
+	h.loopGoid.Store(goid())
+	h.loop()
+}
+
 // defaultLoop is the default hub's goroutine: a frame of its own lets leak
 // checkers (testutil.VerifyNoLeaks) tell it from other hubs' loops.
-func (h *Hub) defaultLoop() { h.loop() }
+func (h *Hub) defaultLoop() { h.run() }
+
+// goid returns the calling goroutine's id, parsed from the first line of its
+// stack trace ("goroutine 42 [running]:"); 0 if that cannot be read. Only
+// Close uses it, to tell the hub goroutine from the others.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	id, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return 0
+	}
+	return id
+}
 
 var (
 	defaultMu  sync.Mutex
@@ -217,7 +250,9 @@ func (h *Hub) Err() error {
 // Close stops the hub: every waiter on a registered fd returns an error
 // matching net.ErrClosed, callbacks already scheduled run, pending timers
 // are dropped, the hub's own fds are closed, and its goroutine exits before
-// Close returns. A second Close returns an error; closing Default is refused.
+// Close returns. Called from a callback (on the hub goroutine), Close
+// returns at once and the hub stops as soon as the callback returns. A
+// second Close returns an error; closing Default is refused.
 func (h *Hub) Close() error {
 	if h.isDefault {
 		return ErrDefaultHub
@@ -230,6 +265,9 @@ func (h *Hub) Close() error {
 	h.closing.Store(true)
 	h.qmu.Unlock()
 	h.wake.Signal()
+	if id := h.loopGoid.Load(); id != 0 && id == goid() {
+		return nil // a callback: the loop stops when it returns
+	}
 	<-h.done
 	return nil
 }

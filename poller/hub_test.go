@@ -3,12 +3,10 @@
 package poller_test
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,14 +59,6 @@ func pipe(t testing.TB) (r, w int) {
 	return p[0], p[1]
 }
 
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	id, _ := strconv.ParseUint(string(b[:bytes.IndexByte(b, ' ')]), 10, 64)
-	return id
-}
-
 // within fails the test if ch does not deliver within d.
 func within[T any](t testing.TB, d time.Duration, ch <-chan T, what string) T {
 	t.Helper()
@@ -96,7 +86,7 @@ func TestScheduleRunsOnHubGoroutineInPerCallerOrder(t *testing.T) {
 				defer wg.Done()
 				for i := c; i < total; i += callers {
 					err := h.Schedule(func() {
-						id := goid()
+						id := poller.Goid()
 						if !hubID.CompareAndSwap(0, id) && hubID.Load() != id {
 							wrong.Add(1)
 						}
@@ -117,7 +107,7 @@ func TestScheduleRunsOnHubGoroutineInPerCallerOrder(t *testing.T) {
 		if wrong.Load() != 0 {
 			t.Fatalf("%d callbacks ran off the hub goroutine", wrong.Load())
 		}
-		if hubID.Load() == goid() {
+		if hubID.Load() == poller.Goid() {
 			t.Fatal("callbacks ran on the test goroutine")
 		}
 		for c, s := range seen {
@@ -299,6 +289,55 @@ func TestCloseWakesHundredWaiters(t *testing.T) {
 			t.Fatalf("Registered after Close = %d", s.Registered)
 		}
 	})
+}
+
+func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
+	for _, via := range []string{"Schedule", "AfterFunc"} {
+		t.Run(via, func(t *testing.T) {
+			forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+				r, _ := pipe(t)
+				reg, err := h.Register(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				waiter := make(chan error, 1)
+				go func() { waiter <- reg.Wait(poller.Read) }()
+
+				closed := make(chan error, 1)
+				later := make(chan struct{})
+				closeOnHub := func() {
+					closed <- h.Close()
+					// Still on the hub goroutine, after Close returned:
+					// the hub is closing but has not stopped under us.
+					if err := h.Schedule(func() {}); !errors.Is(err, net.ErrClosed) {
+						t.Errorf("Schedule after Close in a callback = %v", err)
+					}
+				}
+				if via == "Schedule" {
+					// The gate holds the hub in the first callback until
+					// the second is queued, so that it is queued before Close.
+					gate := make(chan struct{})
+					h.Schedule(func() { <-gate; closeOnHub() })
+					h.Schedule(func() { close(later) })
+					close(gate)
+				} else {
+					h.AfterFunc(time.Millisecond, closeOnHub)
+					close(later)
+				}
+				if err := within(t, time.Second, closed, "Close in a callback returning"); err != nil {
+					t.Fatalf("Close in a callback = %v", err)
+				}
+				within(t, time.Second, later, "callback scheduled before Close")
+				within(t, time.Second, h.DoneForTest(), "hub goroutine exit")
+				if err := within(t, time.Second, waiter, "waiter woken"); !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("waiter got %v, want ErrClosed", err)
+				}
+				if err := h.Close(); !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("second Close = %v", err)
+				}
+			})
+		})
+	}
 }
 
 func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
