@@ -1215,6 +1215,9 @@ func TestAddressesMatchPackageNet(t *testing.T) {
 			{"tcp", "127.0.0.1"},
 			{"tcp4", "[::1]:0"},
 			{"no-such-net", "127.0.0.1:0"},
+			{"udp", "127.0.0.1:0"},
+			{"udp6", "[::1]:0"},
+			{"ip4:icmp", "127.0.0.1"},
 			{"unix", filepath.Join(t.TempDir(), "no", "such", "dir")},
 		} {
 			_, herr := transport.Listen(h, tc.network, tc.addr)
@@ -1231,18 +1234,19 @@ func TestAddressesMatchPackageNet(t *testing.T) {
 				t.Errorf("Listen(%q, %q): hub OpError{Net: %q, Err: %T}, std OpError{Net: %q, Err: %T}", tc.network, tc.addr, hoe.Net, hoe.Err, soe.Net, soe.Err)
 			}
 		}
-		// Package net refuses datagram networks in Listen with an address
-		// error; the hub refuses every network but stream ones before
-		// asking package net. Both are a "listen" *net.OpError for the
-		// network asked for.
-		for _, network := range []string{"udp", "ip4:icmp"} {
-			_, err := transport.Listen(h, network, "127.0.0.1:0")
+		// Package net listens on unix packet and datagram sockets; the hub
+		// refuses them, as unsupported, before a socket is made.
+		for _, network := range []string{"unixpacket", "unixgram"} {
+			path := filepath.Join(t.TempDir(), "sock")
+			_, err := transport.Listen(h, network, path)
 			if oe := checkOpErr(t, err, "listen", nil); oe.Net != network {
 				t.Errorf("Listen(%q): OpError.Net = %q", network, oe.Net)
 			}
-			var unknown net.UnknownNetworkError
-			if !errors.As(err, &unknown) {
-				t.Errorf("Listen(%q) = %v, want an UnknownNetworkError", network, err)
+			if !errors.Is(err, errors.ErrUnsupported) {
+				t.Errorf("Listen(%q) = %v, want errors.ErrUnsupported", network, err)
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Errorf("Listen(%q) left %s behind (stat: %v)", network, path, err)
 			}
 		}
 	})

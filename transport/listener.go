@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -34,7 +35,10 @@ var _ net.Listener = (*Listener)(nil)
 // the same address syntax, SO_REUSEADDR, and *net.OpError errors, for the
 // networks "tcp", "tcp4", "tcp6" and "unix" (Linux abstract names start
 // with '@'). Accepted conns wait on hub h; nil means poller.Default().
-// Closing the listener removes the unix socket file it created.
+// Closing the listener removes the unix socket file it created. Other
+// networks fail as they fail in net.Listen, except "unixpacket" and
+// "unixgram", which package net accepts and Listen refuses with an error
+// matching errors.ErrUnsupported (a hub conn is a byte stream).
 func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 	l, err := ListenHub(h, network, address)
 	if err != nil {
@@ -43,6 +47,10 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 	return l, nil
 }
 
+// errNotStream refuses unix networks other than "unix": a hub conn is a byte
+// stream, and datagram or packet sockets would lose message boundaries.
+var errNotStream = fmt.Errorf("transport: only stream sockets (tcp, unix) go on a hub: %w", errors.ErrUnsupported)
+
 // ListenHub is Listen returning the concrete type.
 func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 	if h == nil {
@@ -50,7 +58,17 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix":
+	case "unixpacket", "unixgram":
+		// Package net listens on these; the hub carries byte streams only.
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errNotStream}
 	default:
+		// Package net listens on no other network: its own error, exactly
+		// (an AddrError for "udp", an UnknownNetworkError for "no-such").
+		l, err := net.Listen(network, address)
+		if err != nil {
+			return nil, err
+		}
+		l.Close() // not expected; refuse it as an unknown network
 		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
 	}
 	if err := h.Err(); err != nil {
