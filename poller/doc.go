@@ -42,6 +42,18 @@
 // goroutine switch, while waking a thread blocked in epoll_wait costs a
 // futex wake and a P hand-off (see golang/go#76290).
 //
+// # What a wake costs
+//
+// A readiness event reaches its waiter in two steps: the runtime poller
+// wakes the hub goroutine, and the hub makes the waiter runnable with a
+// channel send. That send goes through the runtime's ready(), which also
+// wakes an idle processor's OS thread when there is one (wakep); package
+// net's poller runs the reader on the thread that polled instead. With one
+// conn busy at a time (a single ping-pong pair) that wake is most of the
+// hub's extra cost; with many, one poll harvests a batch of events and the
+// wake is shared. The README's micro-benchmark section has the figures, and
+// bench/nowakep.sh measures the runtime's share with a patched toolchain.
+//
 // # Platforms
 //
 // Hubs need epoll: on other platforms New returns an error matching
