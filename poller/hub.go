@@ -359,12 +359,20 @@ func (h *Hub) runTimers(fs []func()) ([]func(), int64) {
 	h.tm.mu.Lock()
 	fs, next := h.tm.popExpired(now(), fs[:0])
 	h.tm.mu.Unlock()
+	ran := 0
 	for i, f := range fs {
+		if h.closing.Load() {
+			// A timer before this one (or another goroutine) closed the
+			// hub: the rest are pending timers, and Close drops those.
+			clear(fs[i:])
+			break
+		}
 		fs[i] = nil
 		f()
+		ran++
 	}
-	if len(fs) > 0 {
-		h.timersRun.Add(uint64(len(fs)))
+	if ran > 0 {
+		h.timersRun.Add(uint64(ran))
 	}
 	return fs[:0], next
 }

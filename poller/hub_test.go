@@ -303,14 +303,19 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 				waiter := make(chan error, 1)
 				go func() { waiter <- reg.Wait(poller.Read) }()
 
+				spare, _ := pipe(t) // for a Register after Close
 				closed := make(chan error, 1)
 				later := make(chan struct{})
+				var dropped atomic.Bool // a timer due after Close ran
 				closeOnHub := func() {
 					closed <- h.Close()
 					// Still on the hub goroutine, after Close returned:
 					// the hub is closing but has not stopped under us.
 					if err := h.Schedule(func() {}); !errors.Is(err, net.ErrClosed) {
 						t.Errorf("Schedule after Close in a callback = %v", err)
+					}
+					if _, err := h.Register(spare); !errors.Is(err, net.ErrClosed) {
+						t.Errorf("Register after Close in a callback = %v", err)
 					}
 				}
 				if via == "Schedule" {
@@ -321,7 +326,15 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 					h.Schedule(func() { close(later) })
 					close(gate)
 				} else {
+					// The hub is held in a callback until both timers are
+					// due, so that one batch holds both: the first closes
+					// the hub, and Close drops the second.
+					gate := make(chan struct{})
+					h.Schedule(func() { <-gate })
 					h.AfterFunc(time.Millisecond, closeOnHub)
+					h.AfterFunc(2*time.Millisecond, func() { dropped.Store(true) })
+					time.Sleep(5 * time.Millisecond) // the clock is what is waited for
+					close(gate)
 					close(later)
 				}
 				if err := within(t, time.Second, closed, "Close in a callback returning"); err != nil {
@@ -329,6 +342,9 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 				}
 				within(t, time.Second, later, "callback scheduled before Close")
 				within(t, time.Second, h.DoneForTest(), "hub goroutine exit")
+				if dropped.Load() {
+					t.Error("a timer pending when a callback closed the hub ran")
+				}
 				if err := within(t, time.Second, waiter, "waiter woken"); !errors.Is(err, net.ErrClosed) {
 					t.Fatalf("waiter got %v, want ErrClosed", err)
 				}
