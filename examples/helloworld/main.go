@@ -12,8 +12,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,14 +28,16 @@ import (
 
 func main() {
 	name := flag.String("name", "world", "who to greet")
-	addr := flag.String("addr", "127.0.0.1:0", "listen address (host:port, or unix:/path)")
+	addr := flag.String("addr", "127.0.0.1:0", "listen address: host:port, unix:path, unix:@name or unix-abstract:name")
 	flag.Parse()
-	if err := run(*addr, *name); err != nil {
+	if err := run(os.Stdout, *addr, *name); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, name string) error {
+// run serves the greeter on addr through a hub, calls it once as a client on
+// the same hub, and prints the reply and what the hub did to w.
+func run(w io.Writer, addr, name string) error {
 	hub, err := poller.New()
 	if err != nil {
 		return err
@@ -49,34 +53,46 @@ func run(addr, name string) error {
 	srv.RegisterService(&greeterDesc, greeter{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	defer srv.Stop() // on an early return; after GracefulStop it does nothing
 
-	target := lis.Addr().String()
-	if network == "unix" {
-		target = "unix://" + target
-	}
-	cc, err := grpc.NewClient(target,
+	cc, err := grpc.NewClient(clientTarget(network, lis.Addr().String()),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpcopt.DialOption(hub))
 	if err != nil {
 		return err
 	}
+	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	reply := new(wrapperspb.StringValue)
 	if err := cc.Invoke(ctx, "/helloworld.Greeter/SayHello", wrapperspb.String(name), reply); err != nil {
 		return err
 	}
-	fmt.Println("greeting:", reply.Value)
+	fmt.Fprintln(w, "greeting:", reply.Value)
+	during := hub.Stats()
 
 	cc.Close()
 	srv.GracefulStop()
 	if err := <-served; err != nil {
 		return err
 	}
-	s := hub.Stats()
-	fmt.Fprintf(os.Stdout, "hub: %d loop iterations, %d readiness events, %d wakeups (%d eventfd writes), %d callbacks, %d timers, %d fds registered\n",
-		s.Iterations, s.Events, s.Signals, s.Writes, s.Callbacks, s.Timers, s.Registered)
+	after := hub.Stats()
+	fmt.Fprintf(w, "hub: %d sockets on the hub during the call (listener, server conn, client conn), %d after shutdown; "+
+		"%d readiness events handed to waiting goroutines in %d loop iterations\n",
+		during.Registered, after.Registered, after.Events, after.Iterations)
 	return nil
+}
+
+// clientTarget is the grpc-go target for the listener's address: grpc-go
+// reads "unix:path" (relative or absolute) and "unix-abstract:name".
+func clientTarget(network, laddr string) string {
+	if network != "unix" {
+		return laddr
+	}
+	if name, ok := strings.CutPrefix(laddr, "@"); ok {
+		return "unix-abstract:" + name
+	}
+	return "unix:" + laddr
 }
 
 // greeter implements helloworld.Greeter/SayHello with
