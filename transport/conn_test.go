@@ -845,6 +845,77 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 	})
 }
 
+// TestDialAbortErrorsMatchPackageNet compares, for each way a hanging dial
+// can end early, the hub dialer's error with net.Dialer's: the same text,
+// the same Timeout(), the same context error under errors.Is.
+func TestDialAbortErrorsMatchPackageNet(t *testing.T) {
+	h := newHub(t)
+	addr := hangingAddr(t)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Duration // Dialer.Timeout
+		ctx     func() (context.Context, context.CancelFunc)
+		is      error
+	}{
+		{"cancel", 0, func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			stop := time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, func() { stop.Stop(); cancel() }
+		}, context.Canceled},
+		{"Dialer.Timeout", 50 * time.Millisecond, func() (context.Context, context.CancelFunc) {
+			return context.Background(), func() {}
+		}, context.DeadlineExceeded},
+		{"context deadline", 0, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dial := func(hub bool) error {
+				ctx, cancel := tc.ctx()
+				defer cancel()
+				var c net.Conn
+				var err error
+				if hub {
+					c, err = (&transport.Dialer{Hub: h, Timeout: tc.timeout}).DialContext(ctx, "tcp", addr)
+				} else {
+					c, err = (&net.Dialer{Timeout: tc.timeout}).DialContext(ctx, "tcp", addr)
+				}
+				if c != nil {
+					c.Close()
+				}
+				return err
+			}
+			herr, serr := dial(true), dial(false)
+			if herr == nil || serr == nil {
+				t.Fatalf("hub error %v, std error %v; want both to fail", herr, serr)
+			}
+			if herr.Error() != serr.Error() {
+				t.Errorf("hub error %q, std %q", herr, serr)
+			}
+			var hne, sne net.Error
+			if !errors.As(herr, &hne) || !errors.As(serr, &sne) || hne.Timeout() != sne.Timeout() {
+				t.Errorf("Timeout(): hub %v, std %v", hne != nil && hne.Timeout(), sne != nil && sne.Timeout())
+			}
+			if tc.is == context.Canceled {
+				if !errors.Is(herr, tc.is) || !errors.Is(serr, tc.is) {
+					t.Errorf("errors.Is(%v): hub %v, std %v", tc.is, errors.Is(herr, tc.is), errors.Is(serr, tc.is))
+				}
+				return
+			}
+			// Package net's timeout matches context.DeadlineExceeded or
+			// os.ErrDeadlineExceeded, whichever noticed first; the hub's
+			// matches both.
+			if !errors.Is(serr, context.DeadlineExceeded) && !errors.Is(serr, os.ErrDeadlineExceeded) {
+				t.Errorf("std error %v matches neither deadline error", serr)
+			}
+			if !errors.Is(herr, context.DeadlineExceeded) || !errors.Is(herr, os.ErrDeadlineExceeded) {
+				t.Errorf("hub error %v: errors.Is context.DeadlineExceeded %v, os.ErrDeadlineExceeded %v; want both",
+					herr, errors.Is(herr, context.DeadlineExceeded), errors.Is(herr, os.ErrDeadlineExceeded))
+			}
+		})
+	}
+}
+
 // TestDialContextCancelledAsItConnects cancels dials at random moments, many
 // of them just as the connect completes. A dial either fails with the
 // context's error or returns a conn the cancel has no effect on (package

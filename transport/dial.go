@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 
@@ -68,7 +69,7 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	}
 	addrs, err := d.resolve(ctx, network, address)
 	if err != nil {
-		return nil, opErr(nil, err)
+		return nil, opErr(nil, mapCtxErr(err))
 	}
 	ka := defaultKeepAlive
 	if d.KeepAlive > 0 {
@@ -89,7 +90,7 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 			return c, nil
 		}
 		if first == nil {
-			first = opErr(ra, err)
+			first = opErr(ra, mapCtxErr(err))
 		}
 		if ctx.Err() != nil {
 			break
@@ -97,6 +98,44 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	}
 	return nil, first
 }
+
+// mapCtxErr turns a context's own errors into package net's: "i/o timeout"
+// (Timeout() true) for an expired deadline and "operation was canceled" for
+// a cancel, each still matching its context error with errors.Is.
+//
+// Package net's timed-out dial matches either context.DeadlineExceeded or
+// os.ErrDeadlineExceeded, depending on whether the context or its poller's
+// deadline noticed first; a hub dial's matches both.
+func mapCtxErr(err error) error {
+	switch err {
+	case context.DeadlineExceeded:
+		return errDialTimeout
+	case context.Canceled:
+		return errDialCanceled
+	}
+	return err
+}
+
+var (
+	errDialTimeout  error = timeoutError{}
+	errDialCanceled error = canceledError{}
+)
+
+// timeoutError is package net's dial timeout error.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+func (timeoutError) Is(target error) bool {
+	return target == context.DeadlineExceeded || target == os.ErrDeadlineExceeded
+}
+
+// canceledError is package net's error for a cancelled dial.
+type canceledError struct{}
+
+func (canceledError) Error() string        { return "operation was canceled" }
+func (canceledError) Is(target error) bool { return target == context.Canceled }
 
 // dialOne connects to one address. As package net does, a TCP connect
 // with an ephemeral local port is retried (twice at most) when it connected

@@ -4,6 +4,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -437,6 +438,11 @@ func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 		if err := fd.reg.Wait(poller.Write); err != nil {
 			if cerr := ctx.Err(); cerr != nil {
 				return cerr
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// The only deadline set here is ctx's, and the hub's timer
+				// can fire a moment before ctx's own.
+				return context.DeadlineExceeded
 			}
 			return err
 		}
