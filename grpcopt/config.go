@@ -97,6 +97,12 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // that hides its socket (a wrapping listener such as
 // netutil.LimitListener's) cannot be moved without bypassing its wrapper:
 // it is handed to inner as it is and served by package net.
+//
+// Close the hub only after the servers using it have stopped: once it is
+// closed, every accepted conn fails its handshake and is closed, while
+// grpc-go's Serve goes on accepting (it stops only for its listener's
+// errors; with Listen, Accept fails and Serve returns). The credentials log
+// that once, at error level, through grpclog.
 func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.ServerOption {
 	return grpc.Creds(c.Credentials(inner))
 }

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/mem"
 
 	"github.com/hubio/hubio/poller"
@@ -24,14 +25,22 @@ func (c Config) Credentials(inner credentials.TransportCredentials) credentials.
 	if inner == nil {
 		inner = insecure.NewCredentials()
 	}
-	return &creds{cfg: c, inner: inner}
+	return &creds{cfg: c, inner: inner, warned: new(atomic.Bool)}
 }
 
 // creds moves accepted conns onto a hub, then hands them to inner.
 type creds struct {
 	cfg   Config
 	inner credentials.TransportCredentials
+	// warned is set once the closed hub has been logged; shared by clones,
+	// so a server logs it once however grpc-go copies its credentials.
+	warned *atomic.Bool
 }
+
+// logger reports what grpc-go would only log at info level: a handshake
+// error on its own is logged by grpc-go at that level, which is off by
+// default.
+var logger = grpclog.Component("hubio")
 
 // ClientHandshake is inner's: these credentials move server conns only.
 func (c *creds) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -64,7 +73,14 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		return c.inner.ServerHandshake(raw)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
+		err = fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
+		if c.cfg.hub().Err() != nil && c.warned.CompareAndSwap(false, true) {
+			// Every conn will fail the same way, and grpc-go's Serve keeps
+			// accepting (it stops only for its listener's errors): say so
+			// once, where it is seen by default.
+			logger.Errorf("%v; every conn this server accepts is closed until it stops (stop servers before closing their hub)", err)
+		}
+		return nil, nil, err
 	}
 	hc, err := c.cfg.wrap(moved)
 	if err != nil {
@@ -104,7 +120,7 @@ func (c *creds) Info() credentials.ProtocolInfo { return c.inner.Info() }
 
 // Clone clones inner too.
 func (c *creds) Clone() credentials.TransportCredentials {
-	return &creds{cfg: c.cfg, inner: c.inner.Clone()}
+	return &creds{cfg: c.cfg, inner: c.inner.Clone(), warned: c.warned}
 }
 
 // OverrideServerName is inner's.

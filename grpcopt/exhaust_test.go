@@ -169,3 +169,68 @@ func grpcExhaustChild() error {
 	}
 	return nil
 }
+
+// TestClosedHubIsLoggedOnceAtErrorLevel runs, in a child process with
+// grpc-go's default logger, a server whose ServerOption hub is closed while
+// it serves a standard listener: each conn fails its handshake, and the
+// cause is logged once at error level (grpc-go logs the handshake failure
+// itself at info level only, which is off by default).
+func TestClosedHubIsLoggedOnceAtErrorLevel(t *testing.T) {
+	if os.Getenv("HUBIO_GRPC_CLOSEDHUB_CHILD") == "1" {
+		if err := closedHubChild(); err != nil {
+			fmt.Println("child: FAIL:", err)
+			os.Exit(1)
+		}
+		fmt.Println("child: ok")
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestClosedHubIsLoggedOnceAtErrorLevel$", "-test.v")
+	cmd.Env = append(os.Environ(), "HUBIO_GRPC_CLOSEDHUB_CHILD=1", "GRPC_GO_LOG_SEVERITY_LEVEL=", "GRPC_GO_LOG_VERBOSITY_LEVEL=")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "child: ok") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	n := 0
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "ERROR: [hubio] grpcopt: moving the accepted conn onto the hub") &&
+			strings.Contains(line, "poller: hub closed") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the child logged the closed hub %d times at error level, want once (three conns failed):\n%s", n, out)
+	}
+	if !strings.Contains(string(out), "stop servers before closing their hub") {
+		t.Errorf("the log does not say what to do:\n%s", out)
+	}
+}
+
+func closedHubChild() error {
+	h, err := poller.New()
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
+	testutil.RegisterEchoServer(srv, nil)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	h.Close()
+	for range 3 {
+		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err = testutil.NewEchoClient(cc).Unary(ctx, []byte("x"))
+		cancel()
+		cc.Close()
+		if err == nil {
+			return errors.New("an RPC succeeded on a server whose hub is closed")
+		}
+	}
+	return nil
+}
