@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
@@ -258,5 +260,14 @@ func ExampleVerifyNoLeaks() {
 			}
 		}) // the harness is closed by the subtest's cleanup
 		testutil.VerifyNoLeaks(t)
+	}
+}
+
+// A program that checks for leaks itself, with goleak, ignores the default
+// hub's goroutine, which poller.Default starts and never ends.
+func ExampleIgnoreDefaultHub() {
+	_ = func() error {
+		// ... serve and call through poller.Default(), then stop it all ...
+		return goleak.Find(testutil.IgnoreDefaultHub())
 	}
 }

@@ -69,7 +69,9 @@ type echoConfig struct {
 }
 
 // WithHub runs the harness on h, which stays the caller's: Close leaves it
-// open. Without it, the harness creates a hub and closes it on Close.
+// open. Without it, the harness creates a hub and closes it on Close. Close
+// h only after the harness: a server whose hub is closed first fails its
+// Accept, and Close reports that error.
 func WithHub(h *poller.Hub) EchoOption { return func(c *echoConfig) { c.hub = h } }
 
 // WithUnixSocket serves on a unix socket in a new temporary directory

@@ -6,12 +6,17 @@ import (
 	"go.uber.org/goleak"
 )
 
-// ignored are goroutines that outlive a test by design: the process-wide
-// default hub's loop.
+// IgnoreDefaultHub is the goleak option that ignores the goroutine of
+// poller.Default()'s hub, which lives as long as the process; for programs
+// that call goleak.Find or goleak.VerifyNone themselves. VerifyNoLeaks and
+// VerifyTestMain include it.
+func IgnoreDefaultHub() goleak.Option {
+	return goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop")
+}
+
+// ignored are goroutines that outlive a test by design.
 func ignored() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop"),
-	}
+	return []goleak.Option{IgnoreDefaultHub()}
 }
 
 // VerifyNoLeaks fails t if goroutines other than the default hub's loop
