@@ -11,8 +11,9 @@
 # This script copies the local Go toolchain to a temporary directory, patches
 # ready() so that the environment variable HUBIO_NOWAKEP=1 skips wakep(), builds
 # the transport benchmarks with that copy, and runs BenchmarkPingPong
-# interleaved with and without the switch (same binary). The toolchain copy is
-# removed at exit; nothing outside the temporary directory changes.
+# interleaved with and without the switch (same binary). The toolchain copy and
+# its build cache live in the temporary directory, removed at exit; nothing
+# outside it changes.
 #
 # Usage (from anywhere in the repository; COUNT rounds, default 6):
 #   bench/nowakep.sh
@@ -24,7 +25,7 @@ count=${COUNT:-6}
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
-goroot=$(GOTOOLCHAIN=local go env GOROOT)
+goroot=$(cd "$root" && go env GOROOT) # the toolchain this module builds with
 cp -a "$goroot" "$work/go"
 chmod -R u+w "$work/go"
 proc="$work/go/src/runtime/proc.go"
@@ -38,7 +39,7 @@ if [ "$(grep -c nowakep "$proc")" -lt 4 ]; then
 fi
 
 echo "building the transport benchmarks with a patched copy of $("$work/go/bin/go" version)" >&2
-(cd "$root" && GOTOOLCHAIN=local GOROOT="$work/go" \
+(cd "$root" && GOTOOLCHAIN=local GOROOT="$work/go" GOCACHE="$work/cache" \
 	"$work/go/bin/go" test -c -o "$work/transport.test" ./transport)
 
 for i in $(seq "$count"); do
@@ -67,11 +68,16 @@ sort -k1,1 -k2,2 -k3,3n "$work/results" | awk '
 		split("stock nowakep", ms, " ")
 		split("1 16", ps, " ")
 		for (i = 1; i <= 2; i++) for (j = 1; j <= 2; j++) {
+			sv = hv = 0
 			s = ms[i] " BenchmarkPingPong/pairs=" ps[j] "/std"
 			h = ms[i] " BenchmarkPingPong/pairs=" ps[j] "/hub"
 			for (k in med) {
 				if (index(k, s) == 1) sv = med[k]
 				if (index(k, h) == 1) hv = med[k]
+			}
+			if (sv == 0 || hv == 0) {
+				printf "| %s | ping-pong, %s pair(s) | missing | missing | |\n", ms[i], ps[j]
+				continue
 			}
 			printf "| %s | ping-pong, %s pair(s) | %.0f | %.0f | %.2f |\n", ms[i], ps[j], sv, hv, sv / hv
 		}

@@ -159,6 +159,8 @@ func (c config) check() error {
 		return errors.New("-conns must be at least 1")
 	case c.idle < 0:
 		return errors.New("-idle must not be negative")
+	case c.idle > 0 && c.cpuprofile != "":
+		return errors.New("-cpuprofile profiles throughput runs; idle mode has none")
 	case len(c.transports) == 0:
 		return errors.New("-transports is empty")
 	case c.svg != "" && strings.ToLower(filepath.Ext(c.svg)) != ".svg":

@@ -121,6 +121,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"-conc=0"},
 		{"-rounds=0"},
 		{"-payloads=x"},
+		{"-idle=10", "-cpuprofile=" + t.TempDir()},
 		{"stray"},
 		{"-svg=chart.png"},
 	} {

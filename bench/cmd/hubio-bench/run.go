@@ -64,7 +64,7 @@ func measureRPC(j job) (result, error) {
 		if prof, err = os.Create(j.CPUProfile); err != nil {
 			return result{}, err
 		}
-		defer prof.Close()
+		defer prof.Close() // on early returns; closed and checked below
 	}
 
 	// The sampler counts OS threads from before the callers start until
@@ -92,9 +92,13 @@ func measureRPC(j job) (result, error) {
 	}
 
 	time.Sleep(j.Warmup)
-	var profErr error
 	if prof != nil {
-		profErr = pprof.StartCPUProfile(prof)
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			stopSampler()
+			cancel()
+			wg.Wait()
+			return result{}, fmt.Errorf("cpu profile: %w", err)
+		}
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -108,12 +112,17 @@ func measureRPC(j job) (result, error) {
 	cpu1 := cpuTime()
 	hub1 := ep.hubStats()
 	runtime.ReadMemStats(&after)
-	if prof != nil && profErr == nil {
+	if prof != nil {
 		pprof.StopCPUProfile()
 	}
 	stopSampler()
 	cancel()
 	wg.Wait()
+	if prof != nil {
+		if err := prof.Close(); err != nil {
+			return result{}, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
 
 	var lat hist
 	r := result{
@@ -130,9 +139,6 @@ func measureRPC(j job) (result, error) {
 		}
 		lat.merge(&c.lat)
 		r.RPCs += c.rpcs
-	}
-	if profErr != nil {
-		return result{}, fmt.Errorf("cpu profile: %w", profErr)
 	}
 	if r.RPCs == 0 {
 		return result{}, errors.New("no RPC completed while measuring")
