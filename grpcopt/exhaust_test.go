@@ -27,20 +27,29 @@ import (
 // EMFILE (Temporary), grpc-go's Serve backs off instead of exiting, and once
 // fds are freed the waiting conn is served and new clients work.
 func TestServerSurvivesFdExhaustion(t *testing.T) {
-	if os.Getenv("HUBIO_GRPC_EXHAUST_CHILD") == "1" {
-		if err := grpcExhaustChild(); err != nil {
+	inChild(t, "HUBIO_GRPC_EXHAUST_CHILD", grpcExhaustChild)
+}
+
+// inChild runs the calling test again in a child process (this test binary)
+// with env set to "1", where it runs child instead and reports; in the
+// parent it returns the child's output, failing t unless child succeeded.
+// extraEnv is added to the child's environment.
+func inChild(t *testing.T, env string, child func() error, extraEnv ...string) string {
+	if os.Getenv(env) == "1" {
+		if err := child(); err != nil {
 			fmt.Println("child: FAIL:", err)
 			os.Exit(1)
 		}
 		fmt.Println("child: ok")
-		return
+		return ""
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServerSurvivesFdExhaustion$", "-test.v")
-	cmd.Env = append(os.Environ(), "HUBIO_GRPC_EXHAUST_CHILD=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd.Env = append(append(os.Environ(), env+"=1"), extraEnv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "child: ok") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
+	return string(out)
 }
 
 // recordingListener keeps the errors Accept returns (to grpc-go's Serve).
@@ -176,22 +185,13 @@ func grpcExhaustChild() error {
 // cause is logged once at error level (grpc-go logs the handshake failure
 // itself at info level only, which is off by default).
 func TestClosedHubIsLoggedOnceAtErrorLevel(t *testing.T) {
+	out := inChild(t, "HUBIO_GRPC_CLOSEDHUB_CHILD", closedHubChild,
+		"GRPC_GO_LOG_SEVERITY_LEVEL=", "GRPC_GO_LOG_VERBOSITY_LEVEL=")
 	if os.Getenv("HUBIO_GRPC_CLOSEDHUB_CHILD") == "1" {
-		if err := closedHubChild(); err != nil {
-			fmt.Println("child: FAIL:", err)
-			os.Exit(1)
-		}
-		fmt.Println("child: ok")
 		return
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestClosedHubIsLoggedOnceAtErrorLevel$", "-test.v")
-	cmd.Env = append(os.Environ(), "HUBIO_GRPC_CLOSEDHUB_CHILD=1", "GRPC_GO_LOG_SEVERITY_LEVEL=", "GRPC_GO_LOG_VERBOSITY_LEVEL=")
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "child: ok") {
-		t.Fatalf("child: %v\n%s", err, out)
-	}
 	n := 0
-	for _, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, "ERROR: [hubio] grpcopt: moving the accepted conn onto the hub") &&
 			strings.Contains(line, "poller: hub closed") {
 			n++
