@@ -59,6 +59,21 @@ func pipe(t testing.TB) (r, w int) {
 	return p[0], p[1]
 }
 
+// parkedReader registers the read end of a new pipe on h and starts a
+// goroutine waiting for it to be readable; the channel gets what Wait
+// returns (nothing is ever written to the pipe).
+func parkedReader(t testing.TB, h *poller.Hub) (*poller.Registration, <-chan error) {
+	t.Helper()
+	r, _ := pipe(t)
+	reg, err := h.Register(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- reg.Wait(poller.Read) }()
+	return reg, got
+}
+
 // within fails the test if ch does not deliver within d.
 func within[T any](t testing.TB, d time.Duration, ch <-chan T, what string) T {
 	t.Helper()
@@ -295,14 +310,7 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 	for _, via := range []string{"Schedule", "AfterFunc"} {
 		t.Run(via, func(t *testing.T) {
 			forEachDesign(t, func(t *testing.T, h *poller.Hub) {
-				r, _ := pipe(t)
-				reg, err := h.Register(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				waiter := make(chan error, 1)
-				go func() { waiter <- reg.Wait(poller.Read) }()
-
+				_, waiter := parkedReader(t, h)
 				spare, _ := pipe(t) // for a Register after Close
 				closed := make(chan error, 1)
 				later := make(chan struct{})
@@ -370,13 +378,7 @@ func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 
 func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
 	h := newHub(t)
-	r, _ := pipe(t)
-	reg, err := h.Register(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan error, 1)
-	go func() { got <- reg.Wait(poller.Read) }()
+	reg, got := parkedReader(t, h)
 	reg.Deregister()
 	reg.Deregister()
 	if err := within(t, 5*time.Second, got, "deregistered waiter"); err != net.ErrClosed {
