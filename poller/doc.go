@@ -54,6 +54,11 @@
 // wake is shared. The README's micro-benchmark section has the figures, and
 // bench/nowakep.sh measures the runtime's share with a patched toolchain.
 //
+// The hub goroutine carries the pprof label hubio=hub, so a CPU profile of
+// any program shows how busy its hubs are: go tool pprof -tags prints their
+// CPU time, which, divided by the profile's duration and the number of
+// hubs, nears 1 when a hub saturates.
+//
 // # Platforms
 //
 // Hubs need epoll: on other platforms New returns an error matching

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -526,4 +528,26 @@ func TestAfterFuncCenturiesAwayStaysPending(t *testing.T) {
 	if !stop() {
 		t.Fatal("the far timer is not pending")
 	}
+}
+
+func TestHubGoroutineCarriesItsPprofLabel(t *testing.T) {
+	h := newHub(t)
+	within(t, time.Second, scheduled(t, h), "a callback") // the loop is running
+	var b strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `labels: {"hubio":"hub"}`) {
+		t.Fatalf("no goroutine labelled hubio=hub in the goroutine profile:\n%s", b.String())
+	}
+}
+
+// scheduled returns a channel closed once a callback scheduled on h now has run.
+func scheduled(t testing.TB, h *poller.Hub) <-chan struct{} {
+	t.Helper()
+	ran := make(chan struct{})
+	if err := h.Schedule(func() { close(ran) }); err != nil {
+		t.Fatal(err)
+	}
+	return ran
 }
