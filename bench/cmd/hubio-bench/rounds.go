@@ -164,6 +164,9 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 				}
 				r, err := spawn(context.Background(), j)
 				if err != nil {
+					if j.CPUProfile != "" {
+						os.Remove(j.CPUProfile) // a failed run's profile is partial, if there is one
+					}
 					if errs[t] == nil {
 						errs[t] = err
 					}
