@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -23,6 +24,20 @@ func openEchoStream(t *testing.T, ctx context.Context, c *testutil.EchoClient) *
 	}
 	roundTrip(t, st, []byte("first"))
 	return st
+}
+
+// serveOpenStream starts an echo server of kind ss on a hub, with a leak
+// check at cleanup, and returns it with a stream opened to it by a client on
+// another hub (one round trip done).
+func serveOpenStream(t *testing.T, ss serverSetup) (*grpc.Server, *testutil.EchoStream) {
+	t.Helper()
+	checkNoLeaks(t) // first: its cleanup runs after everything below is closed
+	serverHub, clientHub := newHub(t), newHub(t)
+	srv, addr := startEcho(t, ss, serverHub)
+	c := testutil.NewEchoClient(dial(t, addr, clientHub, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return srv, openEchoStream(t, ctx, c)
 }
 
 // roundTrip sends msg on st and checks it comes back.
@@ -46,13 +61,7 @@ func roundTrip(t *testing.T, st *testutil.EchoStream, msg []byte) {
 func TestGracefulStopWaitsForOpenStreams(t *testing.T) {
 	for _, ss := range hubServers {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			checkNoLeaks(t)
-			serverHub, clientHub := newHub(t), newHub(t)
-			srv, addr := startEcho(t, ss, serverHub)
-			c := testutil.NewEchoClient(dial(t, addr, clientHub, nil))
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			t.Cleanup(cancel)
-			st := openEchoStream(t, ctx, c)
+			srv, st := serveOpenStream(t, ss)
 
 			stopped := make(chan struct{})
 			go func() {
@@ -88,13 +97,7 @@ func TestGracefulStopWaitsForOpenStreams(t *testing.T) {
 func TestStopEndsOpenStreams(t *testing.T) {
 	for _, ss := range hubServers {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			checkNoLeaks(t)
-			serverHub, clientHub := newHub(t), newHub(t)
-			srv, addr := startEcho(t, ss, serverHub)
-			c := testutil.NewEchoClient(dial(t, addr, clientHub, nil))
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			t.Cleanup(cancel)
-			st := openEchoStream(t, ctx, c)
+			srv, st := serveOpenStream(t, ss)
 
 			stopped := make(chan struct{})
 			go func() {
