@@ -166,15 +166,7 @@ func TestEchoServerFaults(t *testing.T) {
 	t.Run("latency slows each call", func(t *testing.T) {
 		const lat = 50 * time.Millisecond
 		e := testutil.StartEcho(t, testutil.WithServerFaults(testutil.Faults{Latency: lat}))
-		ctx := rpcContext(t)
-		if _, err := e.Client.Unary(ctx, []byte("warm up")); err != nil {
-			t.Fatal(err)
-		}
-		start := time.Now()
-		if _, err := e.Client.Unary(ctx, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		atLeast(t, "a unary call with server latency", time.Since(start), lat)
+		unaryTakesAtLeast(t, e, "a unary call with server latency", lat)
 		if e.ServerFaults.Counts().Latency == 0 {
 			t.Error("no write was delayed")
 		}
@@ -262,9 +254,10 @@ func TestEchoKeepaliveDetectsAHalfOpenClient(t *testing.T) {
 	}
 }
 
-func TestEchoClientFaults(t *testing.T) {
-	const lat = 50 * time.Millisecond
-	e := testutil.StartEcho(t, testutil.WithClientFaults(testutil.Faults{Latency: lat}))
+// unaryTakesAtLeast checks that a unary call on e, after one to warm the
+// conn up, takes at least d.
+func unaryTakesAtLeast(t *testing.T, e *testutil.Echo, what string, d time.Duration) {
+	t.Helper()
 	ctx := rpcContext(t)
 	if _, err := e.Client.Unary(ctx, []byte("warm up")); err != nil {
 		t.Fatal(err)
@@ -273,7 +266,13 @@ func TestEchoClientFaults(t *testing.T) {
 	if _, err := e.Client.Unary(ctx, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	atLeast(t, "a unary call with client latency", time.Since(start), lat)
+	atLeast(t, what, time.Since(start), d)
+}
+
+func TestEchoClientFaults(t *testing.T) {
+	const lat = 50 * time.Millisecond
+	e := testutil.StartEcho(t, testutil.WithClientFaults(testutil.Faults{Latency: lat}))
+	unaryTakesAtLeast(t, e, "a unary call with client latency", lat)
 	if len(e.ClientFaults.Conns()) != 1 || e.ClientFaults.Counts().Latency == 0 {
 		t.Errorf("client faults: %d conns, counts %+v", len(e.ClientFaults.Conns()), e.ClientFaults.Counts())
 	}
