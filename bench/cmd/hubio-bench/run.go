@@ -153,19 +153,28 @@ func (c *caller) unary(ctx context.Context, cli *testutil.EchoClient, size int, 
 	for {
 		t0 := time.Now()
 		_, err := cli.Unary(ctx, payload)
-		p := phase.Load()
-		if p == phaseStop {
+		if c.record(phase.Load(), t0, err, "unary") {
 			return
-		}
-		if err != nil {
-			c.err = fmt.Errorf("unary: %w", err)
-			return
-		}
-		if p == phaseMeasure {
-			c.lat.add(time.Since(t0))
-			c.rpcs++
 		}
 	}
+}
+
+// record accounts one call that started at t0 and ended with err, in phase
+// p: counted and timed while measuring, an error kept unless stopping. It
+// reports whether the caller must stop.
+func (c *caller) record(p int32, t0 time.Time, err error, kind string) (stop bool) {
+	if p == phaseStop {
+		return true
+	}
+	if err != nil {
+		c.err = fmt.Errorf("%s: %w", kind, err)
+		return true
+	}
+	if p == phaseMeasure {
+		c.lat.add(time.Since(t0))
+		c.rpcs++
+	}
+	return false
 }
 
 // stream opens one bidirectional stream and sends a message and waits for
@@ -189,13 +198,8 @@ func (c *caller) stream(ctx context.Context, cli *testutil.EchoClient, size int,
 			s.CloseSend()
 			return
 		}
-		if err != nil {
-			c.err = fmt.Errorf("stream: %w", err)
+		if c.record(p, t0, err, "stream") {
 			return
-		}
-		if p == phaseMeasure {
-			c.lat.add(time.Since(t0))
-			c.rpcs++
 		}
 	}
 }
