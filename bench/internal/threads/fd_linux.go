@@ -20,6 +20,13 @@ type fd struct {
 	closed bool
 }
 
+// isClosed reports whether Close has been called.
+func (f *fd) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
 // incref reserves the fd for one syscall; false if it is closed.
 func (f *fd) incref() bool {
 	f.mu.Lock()

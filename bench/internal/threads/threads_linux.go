@@ -65,7 +65,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return s, err
 	})
 	if err != nil {
-		if l.isClosed() {
+		if l.fd.isClosed() {
 			return nil, opError("accept", l.addr, nil, net.ErrClosed)
 		}
 		return nil, opError("accept", l.addr, nil, os.NewSyscallError("accept4", err))
@@ -75,12 +75,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return nil, opError("accept", l.addr, nil, err)
 	}
 	return c, nil
-}
-
-func (l *Listener) isClosed() bool {
-	l.fd.mu.Lock()
-	defer l.fd.mu.Unlock()
-	return l.fd.closed
 }
 
 // Close stops listening; a blocked Accept returns net.ErrClosed.
@@ -189,7 +183,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if n > 0 {
 		return n, nil
 	}
-	if c.isClosed() {
+	if c.fd.isClosed() {
 		return 0, c.opError("read", net.ErrClosed)
 	}
 	if err != nil {
@@ -213,7 +207,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			done += n
 		}
 		if err != nil {
-			if c.isClosed() {
+			if c.fd.isClosed() {
 				err = net.ErrClosed
 			} else {
 				err = os.NewSyscallError("write", err)
@@ -222,12 +216,6 @@ func (c *Conn) Write(b []byte) (int, error) {
 		}
 	}
 	return done, nil
-}
-
-func (c *Conn) isClosed() bool {
-	c.fd.mu.Lock()
-	defer c.fd.mu.Unlock()
-	return c.fd.closed
 }
 
 // Close shuts the socket down, which unblocks a blocked Read or Write, and
