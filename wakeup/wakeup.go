@@ -22,13 +22,15 @@
 package wakeup
 
 import (
-	"errors"
+	"fmt"
+	"net"
 	"runtime"
 	"sync/atomic"
 )
 
 // ErrClosed is returned by operations on a closed Wakeup.
-var ErrClosed = errors.New("wakeup: closed")
+// errors.Is(ErrClosed, net.ErrClosed) is true.
+var ErrClosed = fmt.Errorf("wakeup: closed: %w", net.ErrClosed)
 
 // Wakeup is a coalescing, cross-goroutine wakeup fd.
 //
