@@ -1,10 +1,19 @@
-// Package event provides Event, a flag that any goroutine or OS thread can
-// set and any number of goroutines can wait on.
+// Package event provides Event, a one-shot signal that any goroutine or OS
+// thread can set and any number of goroutines can wait on, with a context
+// or a deadline.
 //
-// It is the cross-thread event of the hub model: a callback running on a hub,
-// a goroutine locked to its own OS thread with runtime.LockOSThread (a cgo
-// callback, a foreign event loop), or any ordinary goroutine may Set it, and
-// waiters wake with no polling and no timeout involved.
+// Why a package for what a closed channel almost does: a channel may be
+// closed once, by one party that knows it is the only one, while an Event
+// may be set by any number of parties, any number of times, the first one
+// winning; its zero value is ready to use inside another struct; and its
+// waits take a context or a deadline. hubio uses it for the hub's own "has
+// stopped" signal (poller.Hub.Done), which either Close's path or a hub
+// that stops on its own may set. Programs use it where an event loop's
+// thread, locked with runtime.LockOSThread, waits for a completion that a
+// hub callback sets (see the poller package's examples), as grpc-go's
+// grpcsync.Event serves its server.
+//
+// An Event is never reset: it is set once, for good.
 package event
 
 import (
@@ -14,18 +23,19 @@ import (
 	"time"
 )
 
-// Event is a settable, resettable flag with waiters. The zero value is an
-// unset Event ready to use. An Event must not be copied after first use.
+// Event is a one-shot flag with waiters. The zero value is an unset Event
+// ready to use. An Event must not be copied after first use.
 //
-// Set and IsSet are lock-free on their fast path; Set takes a short internal
-// lock only on the unset→set transition, and never blocks on a waiter.
+// Set and IsSet are lock-free once the Event is set; Set takes a short
+// internal lock only on the unset→set transition, and never blocks on a
+// waiter.
 type Event struct {
-	// set mirrors "ch is closed". Written only with mu held; read freely.
+	// set mirrors "ch is closed". Written once, with mu held; read freely.
 	set atomic.Bool
-	// mu guards ch and the set transitions.
+	// mu guards ch and the set transition.
 	mu sync.Mutex
-	// ch is closed when the Event is set. It is created lazily, so the zero
-	// Event works, and replaced by Reset.
+	// ch is closed when the Event is set. It is created lazily, by the
+	// first Done or Set, so the zero Event works, and never replaced.
 	ch chan struct{}
 }
 
@@ -57,19 +67,8 @@ func (e *Event) Set() {
 // IsSet reports whether the event is set.
 func (e *Event) IsSet() bool { return e.set.Load() }
 
-// Reset clears the event. Waiters that already returned are unaffected;
-// Wait calls made after Reset block until the next Set.
-func (e *Event) Reset() {
-	e.mu.Lock()
-	if e.set.Load() {
-		e.ch = nil
-		e.set.Store(false)
-	}
-	e.mu.Unlock()
-}
-
-// Done returns a channel that is closed when the event is set. After Reset,
-// Done returns a new channel.
+// Done returns a channel that is closed when the event is set; every call
+// returns the same channel.
 func (e *Event) Done() <-chan struct{} {
 	e.mu.Lock()
 	if e.ch == nil {
@@ -97,12 +96,18 @@ func (e *Event) Wait(ctx context.Context) error {
 	}
 }
 
-// WaitTimeout blocks until the event is set or d has passed, and reports
-// whether it was set. A d ≤ 0 only checks.
-func (e *Event) WaitTimeout(d time.Duration) bool {
+// WaitDeadline blocks until the event is set or the deadline passes, and
+// reports whether it was set. A zero deadline waits forever; a deadline in
+// the past only checks.
+func (e *Event) WaitDeadline(deadline time.Time) bool {
 	if e.set.Load() {
 		return true
 	}
+	if deadline.IsZero() {
+		<-e.Done()
+		return true
+	}
+	d := time.Until(deadline)
 	if d <= 0 {
 		return false
 	}
@@ -114,14 +119,4 @@ func (e *Event) WaitTimeout(d time.Duration) bool {
 	case <-t.C:
 		return e.set.Load()
 	}
-}
-
-// WaitDeadline blocks until the event is set or the deadline passes, and
-// reports whether it was set. A zero deadline waits forever.
-func (e *Event) WaitDeadline(deadline time.Time) bool {
-	if deadline.IsZero() {
-		<-e.Done()
-		return true
-	}
-	return e.WaitTimeout(time.Until(deadline))
 }

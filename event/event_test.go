@@ -20,20 +20,40 @@ func TestZeroValueIsUnsetAndUsable(t *testing.T) {
 	if e.IsSet() {
 		t.Fatal("zero Event is set")
 	}
-	if e.WaitTimeout(0) {
-		t.Fatal("WaitTimeout(0) on an unset Event returned true")
+	if e.WaitDeadline(time.Now()) {
+		t.Fatal("WaitDeadline(now) on an unset Event returned true")
 	}
+	done := e.Done()
 	e.Set()
 	e.Set() // idempotent
-	if !e.IsSet() || !e.WaitTimeout(0) {
+	if !e.IsSet() || !e.WaitDeadline(time.Now()) {
 		t.Fatal("Set did not set")
 	}
 	if err := e.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	e.Reset()
-	if e.IsSet() {
-		t.Fatal("Reset did not clear")
+	select {
+	case <-done:
+	default:
+		t.Fatal("Done's channel from before Set is not closed")
+	}
+	if e.Done() != done {
+		t.Fatal("Done returned another channel")
+	}
+}
+
+// TestSetBeforeDoneClosesDone: an Event set before anyone asked for Done
+// hands out a closed channel.
+func TestSetBeforeDoneClosesDone(t *testing.T) {
+	var e event.Event
+	e.Set()
+	select {
+	case <-e.Done():
+	default:
+		t.Fatal("Done of a set Event is not closed")
+	}
+	if !e.WaitDeadline(time.Time{}) {
+		t.Fatal("WaitDeadline with no deadline on a set Event returned false")
 	}
 }
 
@@ -53,10 +73,10 @@ func TestWaitReturnsContextErrorOnCancel(t *testing.T) {
 	}
 }
 
-func TestWaitTimeoutWaitsAtLeastItsDuration(t *testing.T) {
+func TestWaitDeadlineWaitsUntilItsDeadline(t *testing.T) {
 	var e event.Event
 	start := time.Now()
-	if e.WaitTimeout(20 * time.Millisecond) {
+	if e.WaitDeadline(start.Add(20 * time.Millisecond)) {
 		t.Fatal("unset Event reported set")
 	}
 	if el := time.Since(start); el < 20*time.Millisecond {
@@ -95,68 +115,63 @@ func TestSetFromLockedOSThread(t *testing.T) {
 		defer runtime.UnlockOSThread()
 		e.Set()
 	}()
-	if !e.WaitTimeout(10 * time.Second) {
+	if !e.WaitDeadline(time.Now().Add(10 * time.Second)) {
 		t.Fatal("waiter not woken by a Set from a locked OS thread")
 	}
 }
 
-// TestMillionAlternations plays ping-pong between two goroutines through two
-// Events, one million times: a lost wakeup would hang it.
-func TestMillionAlternations(t *testing.T) {
-	n := 1_000_000
+// TestHundredThousandHandOffs plays ping-pong between two goroutines
+// through a fresh pair of Events per round: a lost wakeup would hang it.
+func TestHundredThousandHandOffs(t *testing.T) {
+	n := 100_000
 	if testing.Short() {
 		n = 10_000
 	}
-	var ping, pong event.Event
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	type round struct{ ping, pong event.Event }
+	rounds := make(chan *round, 1)
 	done := make(chan error, 1)
 	go func() {
-		for range n {
-			if err := ping.Wait(ctx); err != nil {
+		for r := range rounds {
+			if err := r.ping.Wait(ctx); err != nil {
 				done <- err
 				return
 			}
-			ping.Reset()
-			pong.Set()
+			r.pong.Set()
 		}
 		done <- nil
 	}()
 	for i := range n {
-		ping.Set()
-		if err := pong.Wait(ctx); err != nil {
-			t.Fatalf("alternation %d: %v (lost wakeup)", i, err)
+		r := new(round)
+		rounds <- r
+		r.ping.Set()
+		if err := r.pong.Wait(ctx); err != nil {
+			t.Fatalf("round %d: %v (lost wakeup)", i, err)
 		}
-		pong.Reset()
 	}
+	close(rounds)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 }
 
+// BenchmarkSetWait measures one hand-off each way between two goroutines.
 func BenchmarkSetWait(b *testing.B) {
-	var ping, pong event.Event
-	stop := make(chan struct{})
+	type round struct{ ping, pong event.Event }
+	rounds := make(chan *round, 1)
 	go func() {
-		for {
-			ping.Wait(context.Background())
-			ping.Reset()
-			select {
-			case <-stop:
-				pong.Set()
-				return
-			default:
-			}
-			pong.Set()
+		for r := range rounds {
+			r.ping.Wait(context.Background())
+			r.pong.Set()
 		}
 	}()
 	b.ReportAllocs()
 	for b.Loop() {
-		ping.Set()
-		pong.Wait(context.Background())
-		pong.Reset()
+		r := new(round)
+		rounds <- r
+		r.ping.Set()
+		r.pong.Wait(context.Background())
 	}
-	close(stop)
-	ping.Set()
-	pong.Wait(context.Background())
+	close(rounds)
 }
