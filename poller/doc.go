@@ -19,40 +19,39 @@
 //
 // # How the hub waits
 //
-// Two designs are implemented and measured (WithWaitDesign):
-//
-//   - Park (default): the epoll fd is itself registered with the Go runtime
-//     poller. The hub goroutine keeps one syscall.RawConn.Read call open on
-//     it; each pass polls epoll with a zero timeout before letting the
-//     runtime park the goroutine, so no edge is lost to the ready flag that
-//     Read clears when it starts. The next timer is the file's read
-//     deadline. No OS thread is held while the hub is idle.
-//   - Block: the hub goroutine blocks in epoll_wait with a millisecond
-//     timeout for the next timer, holding an OS thread until the runtime
-//     hands its P to another.
-//
-// Measured with go test -bench . ./poller (2 cores, Go 1.26, Linux; ns/op,
-// three runs each, zero allocations in every case):
-//
-//	                                     Park       Block
-//	Schedule round trip                  3.3–3.4 µs  30–32 µs
-//	pipe readiness round trip (2 wakes)  7.7–8.1 µs  29–39 µs
-//
-// Park is kept: waking a goroutine parked in the runtime poller costs a
-// goroutine switch, while waking a thread blocked in epoll_wait costs a
-// futex wake and a P hand-off (see golang/go#76290).
-//
-// # What a wake costs
+// The poll fd is itself registered with the Go runtime poller. The hub
+// goroutine keeps one syscall.RawConn.Read call open on it; each pass polls
+// with a zero timeout before letting the runtime park the goroutine, so no
+// edge is lost to the ready flag that Read clears when it starts. The next
+// timer is the file's read deadline. No OS thread is held while the hub is
+// idle. Blocking in epoll_wait instead was measured several times slower to
+// wake, and is kept only as a benchmark switch; docs/poller.md has the
+// figures.
 //
 // A readiness event reaches its waiter in two steps: the runtime poller
 // wakes the hub goroutine, and the hub makes the waiter runnable with a
 // channel send. That send goes through the runtime's ready(), which also
 // wakes an idle processor's OS thread when there is one (wakep); package
 // net's poller runs the reader on the thread that polled instead. With one
-// conn busy at a time (a single ping-pong pair) that wake is most of the
-// hub's extra cost; with many, one poll harvests a batch of events and the
-// wake is shared. The README's micro-benchmark section has the figures, and
-// bench/nowakep.sh measures the runtime's share with a patched toolchain.
+// conn busy at a time that wake is most of the hub's extra cost; with many,
+// one poll harvests a batch of events and the wake is shared
+// (docs/poller.md, and the README's micro-benchmark section).
+//
+// # Files
+//
+// loop.go is the loop every platform shares and states what a platform's
+// poll set must provide; epoll_linux.go is that poll set on Linux, and
+// unsupported.go elsewhere. hub.go holds the lifecycle (New, Default,
+// Close, Done), Schedule and Stats; registration.go the per-fd half;
+// timer.go the timer heap and AfterFunc.
+//
+// # Failures
+//
+// A hub stops on its own, with an error matching net.ErrClosed that says
+// why (see Err), when its poll set fails persistently (epoll_wait returns
+// an error other than EINTR) or when a callback ends the hub goroutine with
+// runtime.Goexit. Its waiters and callers then get that error, as they get
+// ErrClosed after Close. A callback that panics crashes the program.
 //
 // The hub goroutine carries the pprof label hubio=hub, so a CPU profile of
 // any program shows how busy its hubs are: go tool pprof -tags prints their

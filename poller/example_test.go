@@ -4,8 +4,10 @@ package poller_test
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 
+	"github.com/hubio/hubio/event"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -45,4 +47,36 @@ func ExampleHub_Close() {
 	// Output:
 	// poller: hub closed: use of closed network connection
 	// true
+}
+
+// An event loop's own thread (here a goroutine locked to its OS thread, as a
+// framework's loop or a cgo callback runs) hands work to the hub and waits,
+// with a deadline, for the completion that a hub callback sets.
+func Example_lockedThreadWaitsForACompletion() {
+	h, err := poller.New()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer h.Close()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+
+		var completed event.Event
+		var result string
+		h.AfterFunc(time.Millisecond, func() {
+			result = "work done on the hub"
+			completed.Set() // written before Set, read after the wait: no race
+		})
+		if !completed.WaitDeadline(time.Now().Add(10 * time.Second)) {
+			fmt.Println("no completion before the deadline")
+			return
+		}
+		fmt.Println(result)
+	}()
+	<-finished
+	// Output: work done on the hub
 }

@@ -1,11 +1,41 @@
 package poller
 
-// DispatchForTest delivers a synthetic epoll event for (fd, gen) on the hub
-// goroutine, as if epoll_wait had returned it, and waits until it has.
-func (h *Hub) DispatchForTest(fd int, gen uint32, events uint32) error {
+// Hooks for this package's tests (package poller_test), compiled only into
+// the test binary.
+
+// WaitDesign, Park, Block, WithWaitDesign and WithEventBatch are the
+// benchmark switches of hub.go, unexported there.
+type WaitDesign = waitDesign
+
+const (
+	Park  = park
+	Block = block
+)
+
+var (
+	WithWaitDesign = withWaitDesign
+	WithEventBatch = withEventBatch
+)
+
+// String returns the design's name as used in test and benchmark names.
+func (d waitDesign) String() string {
+	if d == block {
+		return "block"
+	}
+	return "park"
+}
+
+// DispatchForTest delivers a synthetic event for (fd, gen) on the hub
+// goroutine, as if the poll set had returned it, and waits until it has.
+func (h *Hub) DispatchForTest(fd int, gen uint32, read, write bool) error {
 	done := make(chan struct{})
 	if err := h.Schedule(func() {
-		h.dispatchForTest(int32(fd), gen, events)
+		h.regMu.Lock()
+		r := h.lookup(int32(fd), gen)
+		h.regMu.Unlock()
+		if r != nil {
+			r.deliver(read, write)
+		}
 		close(done)
 	}); err != nil {
 		return err
@@ -19,9 +49,3 @@ func (r *Registration) Gen() uint32 { return r.gen }
 
 // Pending reports whether direction m holds a readiness token.
 func (r *Registration) Pending(m Mode) bool { return len(r.dirs[m].token) > 0 }
-
-// DoneForTest is closed when the hub goroutine has exited.
-func (h *Hub) DoneForTest() <-chan struct{} { return h.done }
-
-// Goid is the goroutine id Close compares with the hub goroutine's.
-var Goid = goid

@@ -178,6 +178,10 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 	}
 }
 
+// TestCloseRunsCallbacksAlreadyScheduled: Close may land while the hub runs
+// the callbacks, and then returns at once (it cannot tell its caller from
+// one of them); Done reports when the hub has stopped, and every callback
+// scheduled before Close has run by then.
 func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 	h := newHub(t)
 	var ran atomic.Int64
@@ -185,9 +189,36 @@ func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 		h.Schedule(func() { ran.Add(1) })
 	}
 	h.Close()
+	within(t, 5*time.Second, h.Done(), "hub stopped")
 	if ran.Load() != 100 {
 		t.Fatalf("%d of 100 callbacks ran", ran.Load())
 	}
+}
+
+// TestCloseWaitsForTheHubGoroutine: Close from a goroutine while no callback
+// runs returns after the hub goroutine has stopped and its fds are closed.
+func TestCloseWaitsForTheHubGoroutine(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		callbacksDone(t, h)
+		epfd, wakeFd := h.FdsForTest()
+		_, waiter := parkedReader(t, h)
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-h.Done():
+		default:
+			t.Fatal("Close returned before the hub goroutine stopped")
+		}
+		for _, fd := range []int{epfd, wakeFd} {
+			if fdOpen(fd) {
+				t.Errorf("fd %d still open after Close", fd)
+			}
+		}
+		if err := within(t, 5*time.Second, waiter, "waiter"); !errors.Is(err, poller.ErrClosed) {
+			t.Fatalf("waiter got %v", err)
+		}
+	})
 }
 
 func TestDefaultHubCannotBeClosed(t *testing.T) {

@@ -7,6 +7,11 @@ import (
 	"time"
 )
 
+// The hub's timers: AfterFunc callbacks and Registration deadlines share one
+// min-heap per hub, keyed by a monotonic clock of the package's own. Any
+// goroutine adds and removes timers under timers.mu; only the hub goroutine
+// pops the expired ones and runs them (runTimers), never under the lock.
+
 // epoch anchors the hub's monotonic clock: now() is the time since epoch, in
 // nanoseconds, read from the monotonic clock (time.Since).
 var epoch = time.Now()
@@ -34,12 +39,17 @@ func after(d time.Duration) int64 {
 
 // timer is one entry of a hub's timer heap.
 //
-// Ownership: every field is guarded by timers.mu. f runs on the hub
+// Ownership: when and idx are guarded by timers.mu; f and user are written
+// before the timer is first added and never again, so the hub goroutine
+// reads them after popping the timer without the lock. f runs on the hub
 // goroutine, never under the lock.
 type timer struct {
 	when int64  // hub clock at which f runs
-	f    func() // the callback
 	idx  int    // index in timers.heap; -1 when not pending
+	f    func() // the callback; immutable once the timer is first added
+	// user marks an AfterFunc callback (user code, which may call Close),
+	// as opposed to a deadline's internal wake; immutable like f.
+	user bool
 }
 
 // timers is a min-heap of pending timers keyed by when. Any goroutine may
@@ -90,19 +100,19 @@ func (ts *timers) remove(t *timer) bool {
 	return true
 }
 
-// popExpired removes every timer due at or before n and appends its
-// callback to fs. next is the earliest remaining when, or 0 if none. Must be
-// called with mu held.
-func (ts *timers) popExpired(n int64, fs []func()) (out []func(), next int64) {
+// popExpired removes every timer due at or before n and appends it to due.
+// next is the earliest remaining when, or 0 if none. Must be called with mu
+// held.
+func (ts *timers) popExpired(n int64, due []*timer) (out []*timer, next int64) {
 	for len(ts.heap) > 0 && ts.heap[0].when <= n {
 		t := ts.heap[0]
 		ts.remove(t)
-		fs = append(fs, t.f)
+		due = append(due, t)
 	}
 	if len(ts.heap) > 0 {
 		next = ts.heap[0].when
 	}
-	return fs, next
+	return due, next
 }
 
 func (ts *timers) fix(i int) {
@@ -147,4 +157,86 @@ func (ts *timers) down(i int) bool {
 		i = m
 	}
 	return i > start
+}
+
+// AfterFunc runs f on the hub goroutine once d has passed (never earlier).
+// stop cancels it and reports whether it was still pending. On a closed hub
+// f never runs.
+func (h *Hub) AfterFunc(d time.Duration, f func()) (stop func() bool) {
+	t := &timer{f: f, user: true, idx: -1}
+	h.setTimer(t, after(d))
+	return func() bool { return h.stopTimer(t) }
+}
+
+// setTimer (re)schedules t at w, waking the hub if t became the earliest.
+func (h *Hub) setTimer(t *timer, w int64) {
+	h.tm.mu.Lock()
+	if h.closing.Load() {
+		// It would never run. Checked under tm.mu: shutdown empties the
+		// heap under it after closing is set, so no timer outlives it.
+		h.tm.mu.Unlock()
+		return
+	}
+	earliest := h.tm.add(t, w)
+	h.tm.mu.Unlock()
+	if earliest {
+		h.wake.Signal()
+	}
+}
+
+// stopTimer unschedules t and reports whether it was pending.
+func (h *Hub) stopTimer(t *timer) bool {
+	h.tm.mu.Lock()
+	ok := h.tm.remove(t)
+	h.tm.mu.Unlock()
+	return ok
+}
+
+// runTimers runs the timers that are due and returns the hub-clock time of
+// the next one (0 if none). Hub goroutine only. due is scratch space.
+// inCallback is set around AfterFunc callbacks, which may call Close, and
+// not around deadline wakes, so that a Close from another goroutine waits
+// for the hub however many deadlines fire.
+func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
+	if h.tm.n.Load() == 0 {
+		return due[:0], 0
+	}
+	h.tm.mu.Lock()
+	due, next := h.tm.popExpired(now(), due[:0])
+	h.tm.mu.Unlock()
+	ran := 0
+	for i, t := range due {
+		if h.closing.Load() {
+			// A timer before this one (or another goroutine) closed the
+			// hub: the rest are pending timers, and Close drops those.
+			clear(due[i:])
+			break
+		}
+		due[i] = nil
+		if t.user {
+			h.inCallback.Store(true)
+			t.f()
+			h.inCallback.Store(false)
+		} else {
+			t.f()
+		}
+		ran++
+	}
+	if ran > 0 {
+		h.timersRun.Add(uint64(ran))
+	}
+	return due[:0], next
+}
+
+// nextTimer returns the hub-clock time of the earliest timer, 0 if none.
+func (h *Hub) nextTimer() int64 {
+	if h.tm.n.Load() == 0 {
+		return 0
+	}
+	h.tm.mu.Lock()
+	defer h.tm.mu.Unlock()
+	if len(h.tm.heap) == 0 {
+		return 0
+	}
+	return h.tm.heap[0].when
 }

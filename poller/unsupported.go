@@ -5,18 +5,20 @@ package poller
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
-// poll is empty where hubs are unsupported; New never returns a Hub.
+// poll is empty where hubs are unsupported: init fails, so New never
+// returns a Hub and the loop never runs. It meets the contract stated in
+// loop.go.
 type poll struct{}
 
 var errUnsupported = fmt.Errorf("poller: hubs need epoll (Linux): %w", errors.ErrUnsupported)
 
-func (p *poll) init(*Hub, options) error { return errUnsupported }
-func (p *poll) add(int, uint32) error    { return errUnsupported }
-func (p *poll) del(int)                  {}
-func (p *poll) close()                   {}
-
-func (h *Hub) loop() {}
-
-func (h *Hub) dispatchForTest(int32, uint32, uint32) {}
+func (p *poll) init(int, options) error { return errUnsupported }
+func (p *poll) add(int, uint32) error   { return errUnsupported }
+func (p *poll) del(int)                 {}
+func (p *poll) wait(int) (int, error)   { return 0, errUnsupported }
+func (p *poll) event(int) pollEvent     { return pollEvent{} }
+func (p *poll) file() *os.File          { return nil }
+func (p *poll) close()                  {}

@@ -1,0 +1,260 @@
+package poller
+
+import (
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is the direction a waiter waits for.
+type Mode int
+
+const (
+	// Read waits for readability (data, EOF, a pending connection, an error).
+	Read Mode = iota
+	// Write waits for writability (buffer space, a finished connect, an error).
+	Write
+)
+
+// Registration states; see Registration.state.
+const (
+	stateOpen      = iota
+	stateClosed    // Deregister was called: waiters get net.ErrClosed
+	stateHubClosed // the hub closed: waiters get the hub's close error
+)
+
+// Registration is an fd registered with a hub, with one waiter slot per
+// direction. It is the hub's half of a socket: the owner does its own
+// syscalls and calls Wait when they return EAGAIN.
+//
+// Protocol per direction (as internal/poll's pollDesc): Prepare, then the
+// syscall, then on EAGAIN Wait, then loop. A readiness that arrives between
+// Prepare and Wait is kept in a one-slot token, so it is never lost; Prepare
+// drops tokens from before the syscall. Only one goroutine may wait in a
+// direction at a time (the owner serialises its reads and its writes).
+//
+// A Registration holds no reference to its owner (see Register).
+type Registration struct {
+	hub *Hub   // immutable
+	fd  int    // immutable
+	gen uint32 // immutable after Register: stale events carry another value
+
+	// state is stateOpen until Deregister or the hub's shutdown changes it,
+	// once (CAS).
+	state atomic.Int32
+
+	dirs [2]direction
+}
+
+// direction is one waiter slot of a Registration.
+type direction struct {
+	// token holds one readiness notification. Sent (non-blocking) by the
+	// hub goroutine, deadline timers and Close; received by the waiter.
+	// The channel is immutable after Register.
+	token chan struct{}
+	// deadline is the hub-clock time at which waits fail, 0 for none.
+	// Written under hub.tm.mu; read by the waiter without a lock.
+	deadline atomic.Int64
+	// timer wakes the waiter at deadline; guarded by hub.tm.mu (its f is
+	// immutable after Register).
+	timer timer
+}
+
+// Register adds fd to the hub's poll set, edge-triggered for reading and
+// writing. The fd must be non-blocking and stay open until Deregister
+// returns. It returns the hub's close error if the hub is closed.
+//
+// The hub keeps the Registration (in its table, and its deadline timers in
+// the timer heap) until Deregister or Close, and nothing else: the
+// Registration points to the hub and its own fields only, never to the
+// value that owns it (a conn). An owner dropped without Close therefore
+// stays collectable, and a cleanup attached to it (runtime.AddCleanup,
+// given the Registration or the fd, not the owner) can Deregister and close
+// the fd. Keep it so: a callback or timer that captures the owner makes the
+// hub keep it alive.
+func (h *Hub) Register(fd int) (*Registration, error) {
+	r := &Registration{hub: h, fd: fd}
+	for m := range r.dirs {
+		d := &r.dirs[m]
+		d.token = make(chan struct{}, 1)
+		d.timer.idx = -1
+		d.timer.f = d.wake
+	}
+	h.regMu.Lock()
+	if h.closing.Load() {
+		h.regMu.Unlock()
+		return nil, h.closeErr
+	}
+	h.gen++
+	if h.gen == 0 { // 0 marks the hub's own fds
+		h.gen = 1
+	}
+	r.gen = h.gen
+	if fd >= len(h.regs) {
+		n := max(2*len(h.regs), fd+1, 64)
+		regs := make([]*Registration, n)
+		copy(regs, h.regs)
+		h.regs = regs
+	}
+	// add runs under regMu: shutdown closes the poll fd only after its own
+	// regMu section, so the fd number cannot have been reused.
+	if err := h.p.add(fd, r.gen); err != nil {
+		h.regMu.Unlock()
+		return nil, err
+	}
+	h.regs[fd] = r
+	h.registered.Add(1)
+	h.regMu.Unlock()
+	return r, nil
+}
+
+// lookup returns the registration an event for (fd, gen) belongs to, or nil
+// if that registration is gone (the event is stale). regMu must be held.
+func (h *Hub) lookup(fd int32, gen uint32) *Registration {
+	if fd < 0 || int(fd) >= len(h.regs) {
+		return nil
+	}
+	r := h.regs[fd]
+	if r == nil || r.gen != gen {
+		return nil
+	}
+	return r
+}
+
+// Fd returns the registered fd.
+func (r *Registration) Fd() int { return r.fd }
+
+// Hub returns the hub the fd is registered with.
+func (r *Registration) Hub() *Hub { return r.hub }
+
+// Deregister removes the fd from the hub and wakes its waiters, which
+// return net.ErrClosed. The caller closes the fd afterwards. Deregister is
+// idempotent.
+func (r *Registration) Deregister() {
+	if !r.state.CompareAndSwap(stateOpen, stateClosed) {
+		return
+	}
+	h := r.hub
+	h.regMu.Lock()
+	if r.fd < len(h.regs) && h.regs[r.fd] == r {
+		h.regs[r.fd] = nil
+		h.p.del(r.fd) // under regMu: the poll fd is still open
+		h.registered.Add(-1)
+	}
+	h.regMu.Unlock()
+	r.wakeAll()
+}
+
+// fail marks the registration closed by its hub; hub goroutine only.
+func (r *Registration) fail(state int32) {
+	r.state.CompareAndSwap(stateOpen, state)
+	r.wakeAll()
+}
+
+// wakeAll wakes both directions and stops their deadline timers.
+func (r *Registration) wakeAll() {
+	h := r.hub
+	h.tm.mu.Lock()
+	for m := range r.dirs {
+		h.tm.remove(&r.dirs[m].timer)
+	}
+	h.tm.mu.Unlock()
+	for m := range r.dirs {
+		r.dirs[m].wake()
+	}
+}
+
+// deliver hands a readiness event to the directions it makes ready: the one
+// place where the hub tells a waiting goroutine its fd is ready. Hub
+// goroutine only.
+func (r *Registration) deliver(read, write bool) {
+	if dropWakeups && dropThisWakeup() {
+		return // hubio_dropwakeup builds only: a deliberately lost wakeup
+	}
+	if read {
+		r.dirs[Read].wake()
+	}
+	if write {
+		r.dirs[Write].wake()
+	}
+}
+
+// wake leaves a token for the waiter; it never blocks.
+func (d *direction) wake() {
+	select {
+	case d.token <- struct{}{}:
+	default:
+	}
+}
+
+// err returns why a wait in direction m must fail now, or nil.
+func (r *Registration) err(m Mode) error {
+	switch r.state.Load() {
+	case stateClosed:
+		return net.ErrClosed
+	case stateHubClosed:
+		return r.hub.closeErr
+	}
+	if dl := r.dirs[m].deadline.Load(); dl != 0 && dl <= now() {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// Prepare readies direction m for a syscall: it drops a stale readiness
+// token and reports an error if waiting could not succeed (closed, or the
+// deadline has passed). Call it before the syscall whose EAGAIN leads to
+// Wait.
+func (r *Registration) Prepare(m Mode) error {
+	d := &r.dirs[m]
+	if len(d.token) > 0 {
+		select {
+		case <-d.token:
+		default:
+		}
+	}
+	return r.err(m)
+}
+
+// Wait parks until direction m may be ready, the deadline passes or the
+// registration or hub closes. It returns nil when the caller should retry
+// its syscall (a wake may be spurious), os.ErrDeadlineExceeded, net.ErrClosed
+// after Deregister, or the hub's close error.
+func (r *Registration) Wait(m Mode) error {
+	if err := r.err(m); err != nil {
+		return err
+	}
+	<-r.dirs[m].token
+	return r.err(m)
+}
+
+// SetDeadline sets the time after which Prepare and Wait in direction m fail
+// with os.ErrDeadlineExceeded; the zero time means none. It takes effect
+// immediately, also for a Wait already parked.
+func (r *Registration) SetDeadline(m Mode, t time.Time) {
+	h, d := r.hub, &r.dirs[m]
+	if t.IsZero() {
+		h.tm.mu.Lock()
+		d.deadline.Store(0)
+		h.tm.remove(&d.timer)
+		h.tm.mu.Unlock()
+		return
+	}
+	w := when(t)
+	if w <= now() {
+		h.tm.mu.Lock()
+		d.deadline.Store(max(w, 1))
+		h.tm.remove(&d.timer)
+		h.tm.mu.Unlock()
+		d.wake()
+		return
+	}
+	h.tm.mu.Lock()
+	d.deadline.Store(w)
+	earliest := r.state.Load() == stateOpen && h.tm.add(&d.timer, w)
+	h.tm.mu.Unlock()
+	if earliest {
+		h.wake.Signal()
+	}
+}
