@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -128,10 +129,13 @@ type Hub struct {
 	// closeCalled is set by the first Close, which reports a hub that
 	// stopped on its own with the error that stopped it.
 	closeCalled atomic.Bool
-	// inCallback is true while the hub goroutine runs a user's callbacks
-	// (Schedule, AfterFunc). Written only by the hub goroutine; read by
-	// Close, which must not wait for the hub goroutine from within one.
-	inCallback atomic.Bool
+	// cbThread is the id of the OS thread the hub goroutine is locked to
+	// while it runs a user's callbacks (Schedule, AfterFunc), 0 otherwise.
+	// Written only by the hub goroutine (see enterCallbacks); read by Close,
+	// which must not wait for the hub goroutine from within a callback. A
+	// locked thread runs no other goroutine, so a caller on that thread is
+	// the callback itself: no goroutine identity is needed.
+	cbThread atomic.Int64
 	// done is set when the hub goroutine has stopped and the hub's fds
 	// are closed (by shutdown, or at construction for a failedHub).
 	done event.Event
@@ -215,7 +219,7 @@ func (h *Hub) run() {
 			return // a callback run by shutdown called Goexit; release ran
 		}
 		h.closeWith(errGoexit)
-		h.inCallback.Store(false)
+		h.cbThread.Store(0) // the locked thread ended with the goroutine
 		h.shutdown()
 	}()
 	h.loop()
@@ -292,10 +296,10 @@ func (h *Hub) closeWith(err error) bool {
 // Close returns.
 //
 // Close cannot wait for the hub goroutine from a callback, which runs on
-// that goroutine. So if callbacks are running when Close is called (from
-// one of them, or from another goroutine at that moment), Close returns at
-// once and the hub stops as soon as the running callback returns; Done
-// reports when it has.
+// that goroutine: called from a callback (Schedule, AfterFunc), Close
+// returns at once and the hub stops as soon as the callback returns; Done
+// reports when it has. Called from any other goroutine, also while a
+// callback runs, Close waits.
 //
 // A second Close returns an error. The first Close of a hub that stopped
 // on its own returns the error that stopped it. Closing Default is refused.
@@ -316,13 +320,27 @@ func (h *Hub) Close() error {
 	return nil
 }
 
-// waitStopped waits until the hub goroutine has stopped, unless it is
-// running callbacks: the caller may be one of them.
+// waitStopped waits until the hub goroutine has stopped, unless the caller
+// is a callback running on it (it would wait for itself): the hub then
+// stops when the callback returns.
 func (h *Hub) waitStopped() {
-	if h.inCallback.Load() {
+	if t := h.cbThread.Load(); t != 0 && t == threadID() {
 		return
 	}
 	<-h.done.Done()
+}
+
+// enterCallbacks locks the hub goroutine to its OS thread and records the
+// thread's id, so that a Close from a callback can tell it is one (see
+// waitStopped); leaveCallbacks undoes it. Hub goroutine only.
+func (h *Hub) enterCallbacks() {
+	runtime.LockOSThread()
+	h.cbThread.Store(threadID())
+}
+
+func (h *Hub) leaveCallbacks() {
+	h.cbThread.Store(0)
+	runtime.UnlockOSThread()
 }
 
 // Done returns a channel that is closed once the hub goroutine has stopped
@@ -371,12 +389,12 @@ func (h *Hub) runQueue() {
 		h.spare = q
 		return
 	}
-	h.inCallback.Store(true)
+	h.enterCallbacks()
 	for i, f := range q {
 		q[i] = nil
 		f()
 	}
-	h.inCallback.Store(false)
+	h.leaveCallbacks()
 	h.callbacks.Add(uint64(len(q)))
 	h.spare = q[:0]
 }
@@ -408,7 +426,6 @@ func (h *Hub) shutdown() {
 
 // release closes the hub's fds and reports the hub stopped.
 func (h *Hub) release() {
-	h.inCallback.Store(false)
 	h.p.close()
 	h.wake.Close()
 	h.done.Set()

@@ -179,9 +179,8 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 }
 
 // TestCloseRunsCallbacksAlreadyScheduled: Close may land while the hub runs
-// the callbacks, and then returns at once (it cannot tell its caller from
-// one of them); Done reports when the hub has stopped, and every callback
-// scheduled before Close has run by then.
+// the callbacks; it still returns only once the hub has stopped, and every
+// callback scheduled before Close has run by then.
 func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 	h := newHub(t)
 	var ran atomic.Int64
@@ -189,9 +188,39 @@ func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 		h.Schedule(func() { ran.Add(1) })
 	}
 	h.Close()
-	within(t, 5*time.Second, h.Done(), "hub stopped")
+	select {
+	case <-h.Done():
+	default:
+		t.Fatal("Close returned before the hub goroutine stopped")
+	}
 	if ran.Load() != 100 {
 		t.Fatalf("%d of 100 callbacks ran", ran.Load())
+	}
+}
+
+// TestCloseDuringACallbackWaitsForIt: a Close from another goroutine while a
+// callback runs is not the callback's own Close: it waits for the callback
+// to return and the hub to stop.
+func TestCloseDuringACallbackWaitsForIt(t *testing.T) {
+	h := newHub(t)
+	running, release := make(chan struct{}), make(chan struct{})
+	h.Schedule(func() { close(running); <-release })
+	within(t, 5*time.Second, running, "callback running")
+	closed := make(chan error, 1)
+	go func() { closed <- h.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a callback still ran", err)
+	case <-time.After(50 * time.Millisecond): // a return here would be the bug
+	}
+	close(release)
+	if err := within(t, 5*time.Second, closed, "Close returning"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.Done():
+	default:
+		t.Fatal("Close returned before the hub goroutine stopped")
 	}
 }
 

@@ -194,9 +194,8 @@ func (h *Hub) stopTimer(t *timer) bool {
 
 // runTimers runs the timers that are due and returns the hub-clock time of
 // the next one (0 if none). Hub goroutine only. due is scratch space.
-// inCallback is set around AfterFunc callbacks, which may call Close, and
-// not around deadline wakes, so that a Close from another goroutine waits
-// for the hub however many deadlines fire.
+// AfterFunc callbacks, which may call Close, run between enterCallbacks and
+// leaveCallbacks; deadline wakes run without that cost.
 func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
 	if h.tm.n.Load() == 0 {
 		return due[:0], 0
@@ -214,9 +213,9 @@ func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
 		}
 		due[i] = nil
 		if t.user {
-			h.inCallback.Store(true)
+			h.enterCallbacks()
 			t.f()
-			h.inCallback.Store(false)
+			h.leaveCallbacks()
 		} else {
 			t.f()
 		}

@@ -22,3 +22,6 @@ func (p *poll) wait(int) (int, error)   { return 0, errUnsupported }
 func (p *poll) event(int) pollEvent     { return pollEvent{} }
 func (p *poll) file() *os.File          { return nil }
 func (p *poll) close()                  {}
+
+// threadID is never called where hubs do not run; 0 matches no thread.
+func threadID() int64 { return 0 }
