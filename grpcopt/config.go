@@ -30,8 +30,19 @@ type Config struct {
 	// standard listener, grpc-go sets it on the raw socket itself.)
 	UserTimeout time.Duration
 	// DialTimeout bounds each connect, on top of the context grpc-go gives
-	// the dialer; zero means none.
+	// the dialer; zero means none. Through a proxy, it bounds the connect to
+	// the proxy and the CONNECT handshake together.
 	DialTimeout time.Duration
+	// NoProxy turns off the HTTP CONNECT proxy that the dialer otherwise
+	// takes from the environment (HTTPS_PROXY, NO_PROXY), as
+	// grpc.WithNoProxy does for grpc-go's own dialer. grpc.WithNoProxy
+	// cannot be seen from a dialer, so a client given it together with
+	// DialOption must set NoProxy as well. See the package doc.
+	NoProxy bool
+
+	// resolver looks up host names for Dial; nil means net.DefaultResolver.
+	// Only tests set it, to dial names without DNS.
+	resolver *net.Resolver
 }
 
 func (c Config) hub() *poller.Hub {
@@ -146,19 +157,27 @@ func (l *listener) Accept() (net.Conn, error) {
 // the hub. It understands every address form grpc-go hands a custom dialer
 // ("host:port", "[v6]:port", "unix:///abs", "unix:rel", "unix:@abstract",
 // "unix-abstract:name"), and returns dial errors as *net.OpError values so
-// that grpc-go's reconnect backoff applies.
+// that grpc-go's reconnect backoff applies. It goes through the HTTP CONNECT
+// proxy the environment names, as grpc-go's own dialer does (see the
+// package doc and NoProxy).
 func (c Config) DialOption() grpc.DialOption {
 	return grpc.WithContextDialer(c.Dial)
 }
 
-// Dial connects to a grpc-go dialer address (see DialOption).
+// Dial connects to a grpc-go dialer address (see DialOption), through the
+// proxy the environment names for it, if any.
 func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	network, address := ParseTarget(addr)
+	return c.dialProxied(ctx, network, address, c.dialDirect)
+}
+
+// dialDirect connects to network, address without a proxy.
+func (c Config) dialDirect(ctx context.Context, network, address string) (net.Conn, error) {
 	if c.unsupported() {
-		d := net.Dialer{Timeout: c.DialTimeout}
+		d := net.Dialer{Timeout: c.DialTimeout, Resolver: c.resolver}
 		return d.DialContext(ctx, network, address)
 	}
-	d := transport.Dialer{Hub: c.hub(), Timeout: c.DialTimeout}
+	d := transport.Dialer{Hub: c.hub(), Timeout: c.DialTimeout, Resolver: c.resolver}
 	hc, err := d.DialHub(ctx, network, address)
 	if err != nil {
 		return nil, err
