@@ -64,8 +64,9 @@ func (d WaitDesign) String() string {
 type Option func(*options)
 
 type options struct {
-	design WaitDesign
-	batch  int
+	design  WaitDesign
+	batch   int
+	balance Balance // NewGroup only; see group.go
 }
 
 // WithWaitDesign selects how the hub waits (Park by default).
