@@ -6,18 +6,21 @@ import (
 	"github.com/hubio/hubio/poller"
 )
 
-// AcceptOn is AcceptConn registering the accepted conn with hub h instead
-// of the listener's hub (nil means the listener's). The accept itself waits
-// on the listener's hub; the new socket is registered once, with h, so
-// spreading a listener's conns across the hubs of a poller.Group costs no
-// extra syscall. If h has closed, the accepted socket is closed and the
-// hub's close error (matching net.ErrClosed) is returned inside a
-// *net.OpError; the listener itself goes on.
-func (l *Listener) AcceptOn(h *poller.Hub) (*Conn, error) {
-	if h == nil {
-		h = l.fd.hub()
+// AcceptOn is AcceptConn registering the accepted conn with the hub pick
+// returns instead of the listener's hub. The accept itself waits on the
+// listener's hub; pick is called on the calling goroutine once a
+// connection has been accepted, so it sees the hubs as they are then (a
+// poller.Group's Next, typically), and the new socket is registered once,
+// with the hub it returns: spreading a listener's conns across hubs costs
+// no extra syscall. A nil pick means the listener's hub. If the picked hub
+// has closed, the accepted socket is closed and the hub's close error
+// (matching net.ErrClosed) is returned inside a *net.OpError; the listener
+// itself goes on.
+func (l *Listener) AcceptOn(pick func() *poller.Hub) (*Conn, error) {
+	if pick == nil {
+		pick = l.fd.hub
 	}
-	fd, laddr, raddr, err := l.fd.acceptOn(h, l.net == "unix")
+	fd, laddr, raddr, err := l.fd.acceptOn(pick, l.net == "unix")
 	if err != nil {
 		return nil, &net.OpError{Op: "accept", Net: l.net, Addr: l.addr, Err: err}
 	}

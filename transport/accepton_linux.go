@@ -9,14 +9,14 @@ import (
 )
 
 // acceptOn accepts one connection on the listener's hub and registers it
-// with h, with package net's TCP defaults (acceptConn with h chosen by the
-// caller).
-func (fd *netFD) acceptOn(h *poller.Hub, isUnix bool) (*netFD, net.Addr, net.Addr, error) {
+// with the hub pick returns then, with package net's TCP defaults
+// (acceptConn with the hub chosen by the caller).
+func (fd *netFD) acceptOn(pick func() *poller.Hub, isUnix bool) (*netFD, net.Addr, net.Addr, error) {
 	s, rsa, err := fd.accept()
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	nfd, err := newFD(h, s)
+	nfd, err := newFD(pick(), s)
 	if err != nil {
 		return nil, nil, nil, err
 	}

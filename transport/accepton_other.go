@@ -8,6 +8,6 @@ import (
 	"github.com/hubio/hubio/poller"
 )
 
-func (*netFD) acceptOn(*poller.Hub, bool) (*netFD, net.Addr, net.Addr, error) {
+func (*netFD) acceptOn(func() *poller.Hub, bool) (*netFD, net.Addr, net.Addr, error) {
 	return nil, nil, nil, errUnsupported
 }

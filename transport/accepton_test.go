@@ -5,6 +5,8 @@ package transport_test
 import (
 	"net"
 	"testing"
+
+	"github.com/hubio/hubio/poller"
 )
 
 func TestAcceptOnRegistersTheConnWithTheGivenHub(t *testing.T) {
@@ -17,7 +19,7 @@ func TestAcceptOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
-			c, err := ln.AcceptOn(ch)
+			c, err := ln.AcceptOn(func() *poller.Hub { return ch })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -47,7 +49,7 @@ func TestAcceptOnAClosedHubFailsThatConnOnly(t *testing.T) {
 		}
 		t.Cleanup(func() { d.Close() })
 	}
-	_, err := ln.AcceptOn(dead)
+	_, err := ln.AcceptOn(func() *poller.Hub { return dead })
 	checkOpErr(t, err, "accept", net.ErrClosed)
 	c, err := ln.AcceptOn(nil) // the listener goes on, on its own hub
 	if err != nil {
