@@ -21,6 +21,10 @@ import (
 type Config struct {
 	// Hub owns the conns; nil means poller.Default().
 	Hub *poller.Hub
+	// Group, if set, spreads the conns across its hubs instead (Hub is then
+	// ignored): each accepted or dialed conn goes to Group.Next(). See
+	// group.go.
+	Group *poller.Group
 	// UserTimeout, if positive, sets TCP_USER_TIMEOUT on every TCP conn:
 	// how long sent data may stay unacknowledged before the kernel drops the
 	// connection. grpc-go sets it from keepalive.ClientParameters.Timeout
