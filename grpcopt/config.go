@@ -38,7 +38,11 @@ type Config struct {
 	DialTimeout time.Duration
 }
 
+// hub returns the hub for a new conn; with a Group, each call picks one.
 func (c Config) hub() *poller.Hub {
+	if c.Group != nil {
+		return c.Group.Next()
+	}
 	if c.Hub == nil {
 		return poller.Default()
 	}
@@ -48,6 +52,9 @@ func (c Config) hub() *poller.Hub {
 // unsupported reports whether hubs cannot run here (not Linux): the options
 // then fall back to package net, as documented in the package comment.
 func (c Config) unsupported() bool {
+	if c.Group != nil {
+		return false // NewGroup fails where hubs cannot run
+	}
 	return errors.Is(c.hub().Err(), errors.ErrUnsupported)
 }
 
@@ -117,6 +124,9 @@ func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.Server
 func (c Config) Listen(network, address string) (net.Listener, error) {
 	if c.unsupported() {
 		return net.Listen(network, address)
+	}
+	if c.Group != nil {
+		return c.listenGroup(network, address)
 	}
 	l, err := transport.ListenHub(c.hub(), network, address)
 	if err != nil {
