@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -32,6 +33,9 @@ type poll struct {
 	fs     []func()        // scratch: timer callbacks of one pass
 	armed  int64           // Park: hub-clock deadline set on file, 0 if none
 	wakeFd int
+	// busy, if set (by a test hook, on the hub goroutine), adds the
+	// nanoseconds the Park loop spends in each pass; see busy_linux.go.
+	busy *atomic.Int64
 }
 
 func (p *poll) init(h *Hub, o options) error {
@@ -127,7 +131,12 @@ func (h *Hub) loopPark() {
 		h.loopBlock()
 		return
 	}
-	pass := func(uintptr) bool { return h.pass() }
+	pass := func(uintptr) bool {
+		if p.busy != nil {
+			return h.timedPass()
+		}
+		return h.pass()
+	}
 	for !h.closing.Load() {
 		err := raw.Read(pass)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
