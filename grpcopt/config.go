@@ -21,6 +21,10 @@ import (
 type Config struct {
 	// Hub owns the conns; nil means poller.Default().
 	Hub *poller.Hub
+	// Group, if set, spreads the conns across its hubs instead (Hub is then
+	// ignored): each accepted or dialed conn goes to Group.Next(). See
+	// group.go.
+	Group *poller.Group
 	// UserTimeout, if positive, sets TCP_USER_TIMEOUT on every TCP conn:
 	// how long sent data may stay unacknowledged before the kernel drops the
 	// connection. grpc-go sets it from keepalive.ClientParameters.Timeout
@@ -45,7 +49,11 @@ type Config struct {
 	resolver *net.Resolver
 }
 
+// hub returns the hub for a new conn; with a Group, each call picks one.
 func (c Config) hub() *poller.Hub {
+	if c.Group != nil {
+		return c.Group.Next()
+	}
 	if c.Hub == nil {
 		return poller.Default()
 	}
@@ -55,6 +63,9 @@ func (c Config) hub() *poller.Hub {
 // unsupported reports whether hubs cannot run here (not Linux): the options
 // then fall back to package net, as documented in the package comment.
 func (c Config) unsupported() bool {
+	if c.Group != nil {
+		return false // NewGroup fails where hubs cannot run
+	}
 	return errors.Is(c.hub().Err(), errors.ErrUnsupported)
 }
 
@@ -124,6 +135,9 @@ func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.Server
 func (c Config) Listen(network, address string) (net.Listener, error) {
 	if c.unsupported() {
 		return net.Listen(network, address)
+	}
+	if c.Group != nil {
+		return c.listenGroup(network, address)
 	}
 	l, err := transport.ListenHub(c.hub(), network, address)
 	if err != nil {

@@ -55,7 +55,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if c.cfg.unsupported() {
 		return c.inner.ServerHandshake(raw)
 	}
-	if onHub(raw, c.cfg.hub()) {
+	if c.cfg.owns(raw) {
 		// Accepted by Listen on this hub (maybe behind a wrapper, such as
 		// testutil's fault injector, which must stay in the path):
 		// grpc-go's deadlines reach it, so it is handed on as it is.
@@ -65,7 +65,8 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if hc, ok := raw.(*Conn); ok {
 		src = hc.Conn // a hub conn of another hub: move its socket
 	}
-	moved, err := transport.AdoptConn(c.cfg.hub(), src)
+	h := c.cfg.hub() // picked once: with a Group, each call picks
+	moved, err := transport.AdoptConn(h, src)
 	if errors.Is(err, transport.ErrNotSocket) {
 		// A listener's own conn type (a limiting or PROXY-protocol
 		// wrapper, say): moving the socket beneath would bypass the
@@ -74,7 +75,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	}
 	if err != nil {
 		err = fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
-		if c.cfg.hub().Err() != nil && c.warned.CompareAndSwap(false, true) {
+		if h.Err() != nil && c.warned.CompareAndSwap(false, true) {
 			// Every conn will fail the same way, and grpc-go's Serve keeps
 			// accepting (it stops only for its listener's errors): say so
 			// once, where it is seen by default.

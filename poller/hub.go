@@ -35,8 +35,9 @@ var errGoexit = fmt.Errorf("poller: hub stopped: a callback called runtime.Goexi
 type Option func(*options)
 
 type options struct {
-	design waitDesign
-	batch  int
+	design  waitDesign
+	batch   int
+	balance Balance // NewGroup only; see group.go
 }
 
 // waitDesign selects how the hub goroutine waits for events; see loop.go.
@@ -150,6 +151,9 @@ type Hub struct {
 	ready []*Registration // registrations of one batch of events
 	due   []*timer        // timers of one pass
 	armed int64           // park: hub-clock deadline set on the poll file, 0 if none
+	// busy, once a test hook has set it (measureBusy, as a callback), gets
+	// the nanoseconds each park pass takes; see busy.go.
+	busy *atomic.Int64
 
 	// Counters; written by the hub goroutine (registered: any goroutine).
 	iterations atomic.Uint64

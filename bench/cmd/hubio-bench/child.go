@@ -62,6 +62,7 @@ type result struct {
 	PeakThreads int           `json:"peak_threads"` // most OS threads seen
 	HubEvents   uint64        `json:"hub_events"`   // readiness events the hubs delivered while measuring
 	HubPolls    uint64        `json:"hub_polls"`    // epoll_wait calls of the hubs while measuring
+	HubEach     []hubCount    `json:"hub_each"`     // per hub (server's, then client's) while measuring
 
 	RSSDelta        int64 `json:"rss_delta"`        // VmRSS with the conns minus before, bytes
 	GoroutinesDelta int   `json:"goroutines_delta"` // goroutines with the conns minus before

@@ -1,12 +1,14 @@
 // Command hubio-bench compares hubio with the standard library and with
 // thread-per-socket blocking I/O on a gRPC echo service.
 //
-// Three transports carry the same grpc-go server and client:
+// The transports carry the same grpc-go server and client:
 //
 //   - std: package net on both sides (net.Listen, grpc.NewClient's dialer);
 //   - hub: grpcopt on both sides (grpcopt.Listen and grpcopt.ServerOption on
 //     the server, grpcopt.DialOption on the client), one hub from
 //     poller.New per side, as two processes would have;
+//   - hubN (N ≥ 2, or -hubs): hub on a poller.Group of N hubs per side,
+//     through grpcopt.Config.Group;
 //   - threads: blocking sockets whose reads, writes and accepts each hold an
 //     OS thread (package internal/threads), the design hubio rejected.
 //
@@ -22,7 +24,7 @@
 //
 //	hubio-bench [-quick] [-rounds 5] [-duration 1s] [-warmup 300ms]
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
-//	            [-conns 1] [-transports std,hub,threads]
+//	            [-conns 1] [-transports std,hub,threads] [-hubs 1,2,4]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
 //	            [-cpuprofile DIR]
 //
@@ -86,7 +88,8 @@ type config struct {
 	payloads   []int         // bytes per message
 	conc       []int         // concurrent callers
 	conns      int           // client conns the callers share
-	transports []string      // "std", "hub", "threads"
+	transports []string      // "std", "hub", "threads", "hubN" (after -hubs)
+	hubs       []int         // -hubs: group sizes the hub transport runs with
 	gomaxprocs []int         // GOMAXPROCS values for the unary cases; none: leave as is
 	idle       int           // idle mode: this many idle conns per transport
 	svg        string        // chart path; "" for none
@@ -120,7 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.payloads), "payloads", "message sizes in bytes")
 	fs.Var((*intList)(&cfg.conc), "conc", "concurrent callers")
 	fs.IntVar(&cfg.conns, "conns", 1, "client conns the callers share, round robin")
-	fs.Var((*stringList)(&cfg.transports), "transports", "transports to compare: std, hub, threads")
+	fs.Var((*stringList)(&cfg.transports), "transports", "transports to compare: std, hub, threads, hubN (a group of N hubs per side)")
+	fs.Var((*intList)(&cfg.hubs), "hubs", "run the hub transport with a group of each of these many hubs per side (1: one hub, poller.New); e.g. 1,2,4")
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
@@ -144,6 +148,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			cfg.warmup = quickWarmup
 		}
 	}
+	for _, n := range cfg.hubs {
+		if n < 1 {
+			return config{}, errors.New("-hubs values must be at least 1")
+		}
+	}
+	cfg.transports = expandHubs(cfg.transports, cfg.hubs)
 	return cfg, cfg.check()
 }
 
@@ -173,7 +183,7 @@ func (c config) check() error {
 	}
 	for _, t := range c.transports {
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub or threads)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN or threads)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {

@@ -90,8 +90,8 @@ func TestCPUProfileIsWrittenPerRunAndHubCostIsReported(t *testing.T) {
 		}
 	}
 	out := stdout.String()
-	if !strings.Contains(out, "| case | hub events/RPC | hub polls/RPC | events/poll |") ||
-		!strings.Contains(out, "| unary 64B c2 | ") {
+	if !strings.Contains(out, "| case | transport | hub events/RPC | hub polls/RPC | events/poll |") ||
+		!strings.Contains(out, "| unary 64B c2 | hub | ") {
 		t.Errorf("no hub cost table with a row for the case in:\n%s", out)
 	}
 }

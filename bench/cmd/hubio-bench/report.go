@@ -37,9 +37,10 @@ func writeTable(w io.Writer, cfg config, results []caseResult) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "hub/std and hub/threads: hub's RPCs/s over the other's (above 1: hub is faster). "+
+	fmt.Fprintln(w, "hub/std and hub/threads: a hub transport's RPCs/s over the other's (above 1: hub is faster; hubN: a group of N hubs per side). "+
 		"threads: peak OS threads of the process.")
 	writeHubCost(w, cfg, results)
+	writeHubLoad(w, cfg, results)
 	for _, cr := range results {
 		for t, name := range cfg.transports {
 			if o := cr.outcomes[t]; o.err != nil && o.rounds > 0 {
@@ -53,33 +54,34 @@ func writeTable(w io.Writer, cfg config, results []caseResult) {
 // hubs together): readiness events delivered, epoll_wait calls, and events
 // per call. Nothing without a hub transport.
 func writeHubCost(w io.Writer, cfg config, results []caseResult) {
-	h := slices.Index(cfg.transports, transportHub)
-	if h < 0 {
+	if !slices.ContainsFunc(cfg.transports, func(t string) bool { return groupSize(t) > 0 }) {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| case | hub events/RPC | hub polls/RPC | events/poll |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|")
+	fmt.Fprintln(w, "| case | transport | hub events/RPC | hub polls/RPC | events/poll |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|")
 	for _, cr := range results {
-		o := cr.outcomes[h]
-		if o.rounds == 0 {
-			continue
+		for h, name := range cfg.transports {
+			o := cr.outcomes[h]
+			if groupSize(name) == 0 || o.rounds == 0 {
+				continue
+			}
+			per := "–"
+			if o.med.hubPolls > 0 {
+				per = fmt.Sprintf("%.1f", o.med.hubEvents/o.med.hubPolls)
+			}
+			fmt.Fprintf(w, "| %s | %s | %.2f | %.2f | %s |\n", cr.c, name, o.med.hubEvents, o.med.hubPolls, per)
 		}
-		per := "–"
-		if o.med.hubPolls > 0 {
-			per = fmt.Sprintf("%.1f", o.med.hubEvents/o.med.hubPolls)
-		}
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %s |\n", cr.c, o.med.hubEvents, o.med.hubPolls, per)
 	}
 }
 
 // ratioCell returns hub's RPCs/s over other's on the hub row, "" on other
 // rows and "–" where either is missing.
 func ratioCell(cfg config, cr caseResult, row, other string) string {
-	if row != transportHub {
+	if groupSize(row) == 0 {
 		return ""
 	}
-	h, o := slices.Index(cfg.transports, transportHub), slices.Index(cfg.transports, other)
+	h, o := slices.Index(cfg.transports, row), slices.Index(cfg.transports, other)
 	if h < 0 || o < 0 || cr.outcomes[h].rounds == 0 || cr.outcomes[o].rounds == 0 || cr.outcomes[o].med.rps == 0 {
 		return "–"
 	}

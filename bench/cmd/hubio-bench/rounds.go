@@ -72,9 +72,10 @@ type metrics struct {
 	p999         time.Duration
 	allocsPerRPC float64
 	cpuPerRPC    time.Duration
-	threads      int     // peak OS threads
-	hubEvents    float64 // hub readiness events per RPC (hub transport)
-	hubPolls     float64 // hub epoll_wait calls per RPC (hub transport)
+	threads      int       // peak OS threads
+	hubEvents    float64   // hub readiness events per RPC (hub transport)
+	hubPolls     float64   // hub epoll_wait calls per RPC (hub transport)
+	hubLoads     []hubLoad // each hub's load (hub transports), see group.go
 }
 
 func metricsOf(r result) metrics {
@@ -89,6 +90,7 @@ func metricsOf(r result) metrics {
 		threads:      r.PeakThreads,
 		hubEvents:    float64(r.HubEvents) / n,
 		hubPolls:     float64(r.HubPolls) / n,
+		hubLoads:     hubLoadsOf(r),
 	}
 }
 
@@ -104,6 +106,7 @@ func medianMetrics(ms []metrics) metrics {
 		threads:      int(median(ms, func(m metrics) float64 { return float64(m.threads) })),
 		hubEvents:    median(ms, func(m metrics) float64 { return m.hubEvents }),
 		hubPolls:     median(ms, func(m metrics) float64 { return m.hubPolls }),
+		hubLoads:     medianHubLoads(ms),
 	}
 }
 

@@ -102,7 +102,7 @@ func measureRPC(j job) (result, error) {
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	hub0 := ep.hubStats()
+	hub0, each0 := ep.hubStats(), ep.hubCounts()
 	cpu0 := cpuTime()
 	start := time.Now()
 	phase.Store(phaseMeasure)
@@ -110,7 +110,7 @@ func measureRPC(j job) (result, error) {
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1 := cpuTime()
-	hub1 := ep.hubStats()
+	hub1, each1 := ep.hubStats(), ep.hubCounts()
 	runtime.ReadMemStats(&after)
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -132,6 +132,7 @@ func measureRPC(j job) (result, error) {
 		PeakThreads: <-peak,
 		HubEvents:   hub1.Events - hub0.Events,
 		HubPolls:    hub1.Iterations - hub0.Iterations,
+		HubEach:     hubCountsSince(each0, each1),
 	}
 	for _, c := range callers {
 		if c.err != nil {

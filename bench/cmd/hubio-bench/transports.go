@@ -20,7 +20,7 @@ const (
 )
 
 func knownTransport(name string) bool {
-	return name == transportStd || name == transportHub || name == transportThreads
+	return name == transportStd || name == transportThreads || groupSize(name) > 0
 }
 
 // endpoints is one transport's server listener and options and its client
@@ -95,6 +95,10 @@ func newEndpoints(name string) (*endpoints, error) {
 		}
 		e.dialOpts = append(e.dialOpts, grpc.WithContextDialer(threads.Dial))
 	default:
+		if n := groupSize(name); n > 1 {
+			err = newGroupEndpoints(e, n)
+			break
+		}
 		return nil, fmt.Errorf("unknown transport %q", name)
 	}
 	if err != nil {

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGroupSizeNamesHubTransports(t *testing.T) {
+	for name, want := range map[string]int{
+		"hub": 1, "hub2": 2, "hub16": 16,
+		"hub1": 0, "hub0": 0, "hub02": 0, "hub-2": 0, "hubx": 0, "std": 0, "threads": 0,
+	} {
+		if got := groupSize(name); got != want {
+			t.Errorf("groupSize(%q) = %d, want %d", name, got, want)
+		}
+	}
+}
+
+func TestHubsFlagExpandsTheHubTransport(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, err := parseFlags([]string{"-transports=std,hub,threads", "-hubs=1,2,4"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"std", "hub", "hub2", "hub4", "threads"}; !slices.Equal(cfg.transports, want) {
+		t.Fatalf("transports %v, want %v", cfg.transports, want)
+	}
+	for _, args := range [][]string{{"-hubs=0"}, {"-transports=std,hub1"}} {
+		if _, err := parseFlags(args, &stderr); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+}
+
+func TestHubsRunReportsAGroupRowAndEachHubsLoad(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=4", "-conns=4", "-transports=std,hub", "-hubs=1,2", "-svg="}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("stdout:\n%s", out)
+	if strings.Contains(out, "failed") {
+		t.Errorf("a run failed")
+	}
+	for _, row := range []string{"|  | hub |", "|  | hub2 |", "| unary 64B c4 | hub2 | ", "| unary 64B c4 | hub2 | server | ", "| unary 64B c4 | hub2 | client | "} {
+		if !strings.Contains(out, row) {
+			t.Errorf("no row containing %q", row)
+		}
+	}
+	// Each side of hub2 lists two hubs.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "| hub2 | server |") || strings.Contains(line, "| hub2 | client |") {
+			if n := strings.Count(line, " · ") + 1; n != 2 {
+				t.Errorf("%d hubs in %q, want 2", n, line)
+			}
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("| %s | %s | %s |", "unary 64B c4", "hub", "server")) {
+		t.Errorf("no load row for the single hub")
+	}
+}

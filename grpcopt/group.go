@@ -1,0 +1,172 @@
+package grpcopt
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/transport"
+)
+
+// This file is Config.Group: conns spread across the hubs of a
+// poller.Group. Dial and ServerOption pick a hub per conn through
+// Config.hub; Listen returns a groupListener.
+
+// owns reports whether raw already lives where the credentials would move
+// it: on the Config's hub, or with a Group on any of its live hubs (a conn
+// on a hub that has closed is moved to a live one, and fails there if none
+// is left).
+func (c Config) owns(raw net.Conn) bool {
+	if c.Group == nil {
+		return onHub(raw, c.hub())
+	}
+	h := hubOf(raw)
+	if h == nil || h.Err() != nil {
+		return false
+	}
+	for _, gh := range c.Group.Hubs() {
+		if gh == h {
+			return true
+		}
+	}
+	return false
+}
+
+// hubOf returns the hub of a hub conn, or of the hub conn c wraps (following
+// NetConn a few levels down, as onHub does); nil if there is none.
+func hubOf(c net.Conn) *poller.Hub {
+	for range 8 {
+		switch hc := c.(type) {
+		case *Conn:
+			return hc.Hub()
+		case *transport.Conn:
+			return hc.Hub()
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+	return nil
+}
+
+// listenGroup is Listen with a Group: the listening socket waits on one
+// hub of the group, and each accepted conn is registered directly with the
+// hub Group.Next() picks once it is accepted (transport.Listener.AcceptOn),
+// so spreading costs no syscall.
+func (c Config) listenGroup(network, address string) (net.Listener, error) {
+	l, err := transport.Listen(c.Group.Next(), network, address)
+	if err != nil {
+		return nil, err
+	}
+	base := l.(*transport.Listener)
+	return &groupListener{base: base, cur: base, cfg: c}, nil
+}
+
+// groupListener hands grpc-go *Conn values spread across a group's hubs.
+//
+// If the hub the listening socket waits on closes while others of the
+// group still run, Accept moves the listening socket onto a live hub (a
+// duplicate fd registered there) and goes on; only when the whole group
+// has closed does Accept fail, as Listen's listener fails when its hub
+// closes.
+//
+// Ownership: base is written once and owns the socket (and the unix socket
+// file, removed when it closes); it is closed last, by Close. cur, under
+// mu, is where Accept waits: base, or a duplicate on a live hub, which only
+// move (under mu) and Close replace or close. mu is taken by Accept (to
+// read cur, and to move) and Close; no other lock is held with it.
+type groupListener struct {
+	base *transport.Listener
+	cfg  Config
+
+	mu     sync.Mutex
+	cur    *transport.Listener
+	closed bool
+}
+
+// Accept returns the next conn as a *Conn on the hub the group picks. A
+// conn whose socket options cannot be set, or whose picked hub closed the
+// moment it was accepted, is closed and skipped: an error here would stop
+// grpc.Server.Serve, which retries only temporary ones.
+func (l *groupListener) Accept() (net.Conn, error) {
+	for {
+		l.mu.Lock()
+		cur, closed := l.cur, l.closed
+		l.mu.Unlock()
+		if closed {
+			return nil, &net.OpError{Op: "accept", Net: l.base.Addr().Network(), Addr: l.base.Addr(), Err: net.ErrClosed}
+		}
+		hc, err := cur.AcceptOn(l.cfg.hub)
+		if err == nil {
+			if c, err := l.cfg.wrap(hc); err == nil {
+				return c, nil
+			}
+			continue
+		}
+		if !errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		switch {
+		case cur.Hub().Err() != nil:
+			// The listening socket's hub closed: wait on a live one.
+			if !l.move(cur) {
+				return nil, err
+			}
+		case l.cfg.Group.Err() != nil:
+			return nil, err // every hub has closed
+		}
+		// Otherwise the listener was closed (the loop's check returns) or
+		// the picked hub closed after the pick (that conn is lost; the
+		// client sees its conn reset and reconnects).
+	}
+}
+
+// move replaces cur, whose hub has closed, with a duplicate of the
+// listening socket on a live hub of the group. It reports false if there is
+// none, or the listener is closed.
+func (l *groupListener) move(cur *transport.Listener) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	if l.cur != cur {
+		return true // another Accept moved it already
+	}
+	h := l.cfg.Group.Next()
+	if h.Err() != nil {
+		return false
+	}
+	nl, err := transport.WrapListener(h, l.base)
+	if err != nil {
+		return false
+	}
+	if cur != l.base {
+		cur.Close()
+	}
+	l.cur = nl.(*transport.Listener)
+	return true
+}
+
+// Close stops listening: a blocked Accept returns net.ErrClosed, and the
+// unix socket file Listen created is removed.
+func (l *groupListener) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.base.Close() // the second Close's error, as net's
+	}
+	l.closed = true
+	cur := l.cur
+	l.mu.Unlock()
+	if cur != l.base {
+		cur.Close()
+	}
+	return l.base.Close()
+}
+
+// Addr returns the listening address.
+func (l *groupListener) Addr() net.Addr { return l.base.Addr() }

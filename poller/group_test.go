@@ -1,0 +1,264 @@
+//go:build linux
+
+package poller_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// newGroup starts a group of n hubs, closed at cleanup.
+func newGroup(t testing.TB, n int, opts ...poller.Option) *poller.Group {
+	t.Helper()
+	g, err := poller.NewGroup(n, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
+// registerOnNext registers the read end of a new pipe on g.Next().
+func registerOnNext(t testing.TB, g *poller.Group) *poller.Registration {
+	t.Helper()
+	r, _ := pipe(t)
+	reg, err := g.Next().Register(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Deregister)
+	return reg
+}
+
+// registeredPerHub returns each hub's Registered count.
+func registeredPerHub(g *poller.Group) []int64 {
+	var n []int64
+	for _, s := range g.Stats().Hubs {
+		n = append(n, s.Registered)
+	}
+	return n
+}
+
+// roundTrip checks that a readiness on h still reaches its waiter.
+func roundTrip(t *testing.T, h *poller.Hub) {
+	t.Helper()
+	r, w := pipe(t)
+	reg, err := h.Register(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Deregister()
+	got := make(chan error, 1)
+	go func() { got <- reg.Wait(poller.Read) }()
+	unix.Write(w, []byte{1})
+	if err := within(t, 5*time.Second, got, "a readiness on a live hub"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGroupSpreadsConnsEvenlyUnderEitherBalance(t *testing.T) {
+	for _, b := range []poller.Balance{poller.LeastRegistered, poller.RoundRobin} {
+		t.Run(b.String(), func(t *testing.T) {
+			g := newGroup(t, 3, poller.WithBalance(b))
+			for range 30 {
+				registerOnNext(t, g)
+			}
+			if got := registeredPerHub(g); fmt.Sprint(got) != "[10 10 10]" {
+				t.Fatalf("registered per hub %v, want [10 10 10]", got)
+			}
+			if tot := g.Stats().Total.Registered; tot != 30 {
+				t.Fatalf("total registered %d, want 30", tot)
+			}
+		})
+	}
+}
+
+func TestGroupLeastRegisteredFillsTheEmptiestHubFirst(t *testing.T) {
+	g := newGroup(t, 2)
+	busy := g.Hubs()[0]
+	for range 5 {
+		r, _ := pipe(t)
+		reg, err := busy.Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg.Deregister)
+	}
+	for i := range 5 {
+		if h := g.Next(); h == busy {
+			t.Fatalf("pick %d went to the hub with more fds (%v)", i, registeredPerHub(g))
+		}
+		registerOnNext(t, g)
+	}
+	if got := registeredPerHub(g); fmt.Sprint(got) != "[5 5]" {
+		t.Fatalf("registered per hub %v, want [5 5]", got)
+	}
+}
+
+func TestGroupRoundRobinIgnoresLoad(t *testing.T) {
+	g := newGroup(t, 2, poller.WithBalance(poller.RoundRobin))
+	hubs := g.Hubs()
+	for range 3 {
+		r, _ := pipe(t)
+		reg, err := hubs[0].Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg.Deregister)
+	}
+	seen := map[*poller.Hub]int{}
+	for range 4 {
+		seen[g.Next()]++
+	}
+	if seen[hubs[0]] != 2 || seen[hubs[1]] != 2 {
+		t.Fatalf("round robin picked hub 0 %d times and hub 1 %d times, want 2 and 2", seen[hubs[0]], seen[hubs[1]])
+	}
+}
+
+func TestGroupSkipsAClosedHubWhileTheOthersServe(t *testing.T) {
+	for _, b := range []poller.Balance{poller.LeastRegistered, poller.RoundRobin} {
+		t.Run(b.String(), func(t *testing.T) {
+			g := newGroup(t, 3, poller.WithBalance(b))
+			hubs := g.Hubs()
+			_, waitDead := parkedReader(t, hubs[1])
+			live := registerOnNext(t, g)
+			if err := hubs[1].Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := within(t, 5*time.Second, waitDead, "the waiter on the closed hub"); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("waiter on the closed hub: %v, want net.ErrClosed", err)
+			}
+			for i := range 12 {
+				if h := g.Next(); h == hubs[1] {
+					t.Fatalf("pick %d went to the closed hub", i)
+				}
+			}
+			if err := g.Err(); err != nil {
+				t.Fatalf("group Err with two live hubs: %v", err)
+			}
+			// Existing registrations on live hubs and new conns keep working.
+			if live.Hub() != hubs[1] {
+				if err := live.Prepare(poller.Read); err != nil {
+					t.Fatalf("a registration on a live hub: %v", err)
+				}
+			}
+			roundTrip(t, hubs[0])
+			roundTrip(t, hubs[2])
+			roundTrip(t, g.Next())
+		})
+	}
+}
+
+func TestGroupWithEveryHubClosedPicksAClosedHub(t *testing.T) {
+	g := newGroup(t, 2)
+	for _, h := range g.Hubs() {
+		h.Close()
+	}
+	if err := g.Err(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Err of a group with no live hub: %v, want net.ErrClosed", err)
+	}
+	r, _ := pipe(t)
+	if _, err := g.Next().Register(r); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Register on the pick of a dead group: %v, want net.ErrClosed", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("Close of a group whose hubs closed on their own: %v", err)
+	}
+}
+
+// openFds counts the process's open fds.
+func openFds(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(ents)
+}
+
+func TestGroupCloseStopsEveryHubAndReturnsItsFds(t *testing.T) {
+	before := openFds(t)
+	g, err := poller.NewGroup(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if openFds(t) <= before {
+		t.Fatal("a group of 4 hubs opened no fds")
+	}
+	hubs := g.Hubs()
+	var waits []<-chan error
+	for _, h := range hubs {
+		_, got := parkedReader(t, h)
+		waits = append(waits, got)
+	}
+	pipes := openFds(t)
+	hubs[2].Close() // one hub closed on its own first is allowed
+	if err := g.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for i, h := range hubs {
+		within(t, 5*time.Second, h.Done(), fmt.Sprintf("hub %d's goroutine exits", i))
+		if err := h.Err(); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("hub %d Err after group Close: %v", i, err)
+		}
+		if err := within(t, 5*time.Second, waits[i], "a waiter"); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("waiter on hub %d: %v, want net.ErrClosed", i, err)
+		}
+	}
+	// The pipes are the test's (closed at cleanup); the hubs' own fds are
+	// gone: 4 hubs × (epoll fd + eventfd).
+	if got := openFds(t); got != pipes-8 {
+		t.Fatalf("open fds after Close: %d, want %d (8 fewer than with the hubs)", got, pipes-8)
+	}
+	if err := g.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("second Close: %v, want an error matching net.ErrClosed", err)
+	}
+}
+
+func TestGroupCloseFromACallbackOfItsOwnHub(t *testing.T) {
+	g, err := poller.NewGroup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubs := g.Hubs()
+	closed := make(chan error, 1)
+	if err := hubs[0].Schedule(func() { closed <- g.Close() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := within(t, 5*time.Second, closed, "Close from a callback"); err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hubs {
+		within(t, 5*time.Second, h.Done(), fmt.Sprintf("hub %d's goroutine exits", i))
+	}
+}
+
+func TestNewGroupRefusesNoHubs(t *testing.T) {
+	if _, err := poller.NewGroup(0); err == nil {
+		t.Fatal("NewGroup(0) succeeded")
+	}
+}
+
+func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
+	newGroup(t, 2)
+	var b strings.Builder
+	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		want := fmt.Sprintf(`labels: {"hubio":"hub", "hubio.hub":"%d"}`, i)
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("no goroutine with %s in the goroutine profile:\n%s", want, b.String())
+		}
+	}
+}
