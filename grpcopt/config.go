@@ -114,6 +114,10 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // ReadServerStats().OffHub, and logged once per server at warning level;
 // with Config.RequireHub its handshake fails with ErrOffHub instead.
 //
+// When inner dispatches a conn (returns credentials.ErrConnDispatched),
+// the hub conn it was handed is its own and stays open; the credentials
+// release only the raw conn's duplicate fd.
+//
 // Close the hub only after the servers using it have stopped: once it is
 // closed, every accepted conn fails its handshake and is closed, while
 // grpc-go's Serve goes on accepting (it stops only for its listener's

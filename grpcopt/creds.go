@@ -135,6 +135,12 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	}
 	g := newGuard(raw, sock, hc, wrapped)
 	conn, auth, err := c.inner.ServerHandshake(hc)
+	if err == credentials.ErrConnDispatched {
+		// inner owns the hub conn now, and grpc-go leaves raw alone:
+		// release raw's fd (a wrapper stays, the hub conn closes it).
+		g.stop()
+		return nil, nil, err
+	}
 	if err != nil {
 		g.stop()
 		// grpc-go closes raw itself (and with it a wrapper): close only
