@@ -228,7 +228,11 @@ func (c *creds) OverrideServerName(name string) error {
 //     ended (see stop);
 //   - the deadline passes first: state becomes phaseFailed and the hub
 //     conn's deadline is set in the past, so grpc-go's handshake or
-//     preface read fails with a timeout, as it would have on raw;
+//     preface read fails with a timeout, as it would have on raw. The
+//     watcher then waits on: for stop (grpc-go closed the conn it was
+//     handed), or for sock's close, when it closes the hub conn, because
+//     grpc-go closes only raw when NewServerTransport fails before it has
+//     installed its deferred Close (a failed unbuffered SETTINGS write);
 //   - sock is closed by grpc-go first (a failed handshake): phaseFailed,
 //     and the hub conn is closed.
 //
@@ -241,6 +245,10 @@ type guard struct {
 	state   atomic.Int32  // phaseRunning, then phaseOver or phaseFailed, once
 	once    sync.Once     // ends the watcher once
 	done    chan struct{} // closed when the watcher has returned; nil if none
+	// mu orders stop's quit and its kick of sock's deadline against the
+	// watcher clearing that deadline, so a kick is never undone.
+	mu   sync.Mutex
+	quit atomic.Bool // set by stop (under mu): the watcher must leave
 }
 
 const (
@@ -266,19 +274,34 @@ func newGuard(raw, sock net.Conn, hc *Conn, keepRaw bool) *guard {
 		return g
 	}
 	g.done = make(chan struct{})
-	go func() {
-		defer close(g.done)
-		err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
-		if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
-			return // the phase ended first: the conn is grpc-go's now
-		}
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			g.hc.SetDeadline(aLongTimeAgo)
+	go g.watchRaw(rc)
+	return g
+}
+
+// watchRaw is the watcher goroutine.
+func (g *guard) watchRaw(rc syscall.RawConn) {
+	defer close(g.done)
+	err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
+	if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
+		return // the phase ended first: the conn is grpc-go's now
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		g.hc.SetDeadline(aLongTimeAgo)
+		g.mu.Lock()
+		if g.quit.Load() {
+			g.mu.Unlock()
 			return
 		}
-		g.hc.Conn.Close()
-	}()
-	return g
+		// Nobody reads sock: clear its passed deadline so as to park
+		// until it is closed (or stop says to leave).
+		g.sock.SetReadDeadline(time.Time{})
+		g.mu.Unlock()
+		rc.Read(func(uintptr) bool { return g.quit.Load() })
+		if g.quit.Load() {
+			return
+		}
+	}
+	g.hc.Conn.Close()
 }
 
 // stop ends the phase, unless the watcher has already failed it, and ends
@@ -289,12 +312,15 @@ func newGuard(raw, sock net.Conn, hc *Conn, keepRaw bool) *guard {
 func (g *guard) stop() {
 	g.state.CompareAndSwap(phaseRunning, phaseOver)
 	g.once.Do(func() {
+		g.mu.Lock()
+		g.quit.Store(true)
 		if !g.keepRaw {
 			g.raw.Close()
-			return
-		}
-		if g.done != nil {
+		} else if g.done != nil {
 			g.sock.SetReadDeadline(aLongTimeAgo)
+		}
+		g.mu.Unlock()
+		if g.keepRaw && g.done != nil {
 			<-g.done
 		}
 	})
