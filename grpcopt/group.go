@@ -17,12 +17,18 @@ import (
 // it: on the Config's hub, or with a Group on any of its live hubs (a conn
 // on a hub that has closed is moved to a live one, and fails there if none
 // is left).
-func (c Config) owns(raw net.Conn) bool {
-	if c.Group == nil {
-		return onHub(raw, c.hub())
+func (c Config) owns(raw net.Conn) bool { return c.ownsHub(hubOf(raw)) }
+
+// ownsHub reports whether h is the Config's hub or, with a Group, one of the
+// group's live hubs.
+func (c Config) ownsHub(h *poller.Hub) bool {
+	if h == nil {
+		return false
 	}
-	h := hubOf(raw)
-	if h == nil || h.Err() != nil {
+	if c.Group == nil {
+		return h == c.hub()
+	}
+	if h.Err() != nil {
 		return false
 	}
 	for _, gh := range c.Group.Hubs() {
@@ -101,7 +107,7 @@ func (l *groupListener) Accept() (net.Conn, error) {
 		}
 		hc, err := cur.AcceptOn(l.cfg.hub)
 		if err == nil {
-			if c, err := l.cfg.wrap(hc); err == nil {
+			if c, err := wrap(hc, l.cfg.serverUserTimeout()); err == nil {
 				return c, nil
 			}
 			continue
