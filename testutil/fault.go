@@ -215,7 +215,8 @@ func (c *FaultConn) HalfOpen() {
 // EPIPE for a Write). Parked Reads and Writes return net.ErrClosed. Reset
 // works on TCP only: on a unix socket, or a conn with no SetLinger beneath,
 // it returns an error matching errors.ErrUnsupported and leaves the conn
-// open.
+// open. Every error it returns is a *net.OpError with Op "reset", as
+// package net reports a socket's errors.
 func (c *FaultConn) Reset() error {
 	l, ok := find[interface{ SetLinger(sec int) error }](c.conn)
 	if !ok || c.conn.LocalAddr() == nil || c.conn.LocalAddr().Network() != "tcp" {
@@ -228,10 +229,10 @@ func (c *FaultConn) Reset() error {
 		return c.opErr("reset", net.ErrClosed)
 	}
 	if err := l.SetLinger(0); err != nil {
-		return err
+		return c.opErr("reset", err)
 	}
 	if err := c.Close(); err != nil {
-		return err
+		return c.opErr("reset", err)
 	}
 	c.count(kindReset, 1)
 	return nil

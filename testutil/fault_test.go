@@ -493,3 +493,43 @@ func TestFaultListener(t *testing.T) {
 		t.Errorf("after SetFaults(zero), Counts().Latency = %d, want still 2", got)
 	}
 }
+
+// lingerFails is a TCP conn whose SetLinger fails with a bare errno.
+type lingerFails struct{ net.Conn }
+
+func (lingerFails) SetLinger(int) error { return syscall.EINVAL }
+
+// TestResetErrorsAreOpErrors: every error Reset returns is a *net.OpError
+// (Op "reset", Net and both addresses set) around the cause, as package
+// net reports a socket's errors.
+func TestResetErrorsAreOpErrors(t *testing.T) {
+	h := newHub(t)
+	dir := t.TempDir()
+	unixConn, _ := pair(t,
+		func() (net.Listener, error) { return transport.Listen(h, "unix", filepath.Join(dir, "s")) },
+		func(a net.Addr) (net.Conn, error) { return (&transport.Dialer{Hub: h}).Dial("unix", a.String()) })
+	a, _ := hubPair(t, h)
+	b, _ := hubPair(t, h)
+	closed := testutil.NewFaultConn(h, b, testutil.Faults{})
+	closed.Close()
+	for _, tc := range []struct {
+		name string
+		fc   *testutil.FaultConn
+		want error
+	}{
+		{"when SO_LINGER cannot be set", testutil.NewFaultConn(h, lingerFails{a}, testutil.Faults{}), syscall.EINVAL},
+		{"on a unix socket", testutil.NewFaultConn(h, unixConn, testutil.Faults{}), errors.ErrUnsupported},
+		{"once closed", closed, net.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.fc.Reset()
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "reset" || oe.Net == "" || oe.Source == nil || oe.Addr == nil {
+				t.Fatalf("Reset = %#v, want a *net.OpError with Op \"reset\", Net and addresses", err)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("Reset = %v, want it to match %v", err, tc.want)
+			}
+		})
+	}
+}
