@@ -161,7 +161,6 @@ func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
 	for _, msg := range []string{"one", "two", "three"} {
 		start := time.Now()
 		write(t, fc, msg)
-		atLeast(t, "a delayed Write", time.Since(start), lat)
 		if got := readFull(t, b, len(msg)); string(got) != msg {
 			t.Fatalf("peer read %q, want %q", got, msg)
 		}
@@ -172,24 +171,84 @@ func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
 	}
 }
 
-func TestLatencyWriteStopsAtItsDeadline(t *testing.T) {
+// TestLatencyIsALinksOneWayDelay: as with tc netem, bytes arrive about the
+// latency after they were sent, however the writes are cut: a burst of
+// writes does not add up to N×Latency.
+func TestLatencyIsALinksOneWayDelay(t *testing.T) {
+	h := newHub(t)
+	a, b := hubPair(t, h)
+	const (
+		lat    = 50 * time.Millisecond
+		n      = 20
+		size   = 8
+		margin = 400 * time.Millisecond // generous; writes that add up take (i+1)×50 ms
+	)
+	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: lat})
+	sent := make([]time.Time, n)
+	writeErr := make(chan error, 1)
+	go func() {
+		for i := range n {
+			sent[i] = time.Now()
+			if _, err := fc.Write(bytes.Repeat([]byte{byte(i)}, size)); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	b.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, n*size)
+	arrived := make([]time.Time, n)
+	for got := 0; got < len(buf); {
+		k, err := b.Read(buf[got:])
+		if err != nil {
+			t.Fatalf("peer Read after %d bytes: %v", got, err)
+		}
+		now := time.Now()
+		for i := got / size; i < (got+k)/size; i++ {
+			arrived[i] = now
+		}
+		got += k
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if !bytes.Equal(buf[i*size:(i+1)*size], bytes.Repeat([]byte{byte(i)}, size)) {
+			t.Fatalf("write %d arrived changed or out of order: % x", i, buf[i*size:(i+1)*size])
+		}
+		d := arrived[i].Sub(sent[i])
+		if d < lat || d > lat+margin {
+			t.Errorf("write %d of a burst arrived %v after it was sent, want %v (up to %v more)", i, d, lat, margin)
+		}
+	}
+}
+
+// TestLatencyWriteReturnsBeforeDelivery: a Write under latency returns
+// once its bytes are on the link, as a socket's does once the kernel has
+// them; nothing arrives before the latency; Close does not wait for an
+// hour's latency.
+func TestLatencyWriteReturnsBeforeDelivery(t *testing.T) {
 	h := newHub(t)
 	a, b := hubPair(t, h)
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: time.Hour})
-	fc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	fc.SetWriteDeadline(time.Now().Add(wait))
 	start := time.Now()
-	n, err := fc.Write([]byte("late"))
-	if n != 0 {
-		t.Errorf("Write = %d bytes, want 0", n)
+	write(t, fc, "late")
+	if d := time.Since(start); d > wait/2 {
+		t.Errorf("a Write under an hour's latency took %v", d)
 	}
-	wantTimeout(t, "Write", err)
-	atLeast(t, "a Write that times out", time.Since(start), 50*time.Millisecond)
-	// Nothing was sent.
 	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if n, err := b.Read(make([]byte, 8)); n != 0 {
-		t.Errorf("peer read %d bytes of a timed-out Write", n)
+		t.Errorf("peer read %d bytes before the latency", n)
 	} else {
 		wantTimeout(t, "peer Read", err)
+	}
+	if err := fc.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if d := time.Since(start); d > wait {
+		t.Errorf("Close with bytes an hour away took %v", d)
 	}
 }
 
@@ -462,7 +521,7 @@ func TestFaultListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := <-accepted; got != sc {
+		if got, ok := testutil.FaultConnOf(sc); !ok || <-accepted != got {
 			t.Fatal("OnAccept saw another conn than Accept returned")
 		}
 	}
