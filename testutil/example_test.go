@@ -249,17 +249,17 @@ func ExampleVerifyTestMain() {
 	_ = func(m *testing.M) { testutil.VerifyTestMain(m) }
 }
 
-// A single test can check that what it started has stopped. Close
-// everything first: VerifyNoLeaks sees every goroutine in the process.
+// A single test checks that what it started has stopped: call
+// VerifyNoLeaks first, without defer. It registers its check as a cleanup,
+// which runs after every cleanup registered later (StartEcho's here), once
+// the harness is closed.
 func ExampleVerifyNoLeaks() {
 	_ = func(t *testing.T) {
-		t.Run("harness", func(t *testing.T) {
-			e := testutil.StartEcho(t)
-			if _, err := e.Client.Unary(t.Context(), []byte("x")); err != nil {
-				t.Fatal(err)
-			}
-		}) // the harness is closed by the subtest's cleanup
 		testutil.VerifyNoLeaks(t)
+		e := testutil.StartEcho(t)
+		if _, err := e.Client.Unary(t.Context(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
