@@ -311,10 +311,6 @@ func (c *FaultConn) Reset() error {
 	}
 	c.mu.Lock()
 	closed := c.closed
-	if !closed {
-		c.aborted = true
-		c.broadcastLocked()
-	}
 	c.mu.Unlock()
 	if closed {
 		return c.opErr("reset", net.ErrClosed)
@@ -322,7 +318,17 @@ func (c *FaultConn) Reset() error {
 	if err := l.SetLinger(0); err != nil {
 		return c.opErr("reset", err)
 	}
-	if err := c.Close(); err != nil {
+	// Claim the close (a concurrent Close from grpc-go, say, must not
+	// close the wrapped conn first), dropping what is on the link.
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opErr("reset", net.ErrClosed)
+	}
+	c.closed, c.aborted = true, true
+	c.broadcastLocked()
+	c.mu.Unlock()
+	if err := c.finishClose(); err != nil {
 		return c.opErr("reset", err)
 	}
 	c.count(kindReset, 1)
@@ -652,16 +658,27 @@ func (c *FaultConn) closeWrite() error {
 // Latency) have arrived, as the kernel still sends what a closed socket
 // had queued; but it waits at most until the last of them is due, and no
 // more than 2 s (plus a second for the wrapped conn to take them), then
-// drops the rest and closes regardless. Parked
+// drops the rest and closes regardless. A second Close returns an error
+// matching net.ErrClosed. Parked
 // Reads and Writes return net.ErrClosed; those blocked in the wrapped conn
 // return what its Close gives them.
 func (c *FaultConn) Close() error {
 	c.mu.Lock()
-	first := !c.closed
-	if first {
-		c.closed = true
-		c.broadcastLocked()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opErr("close", net.ErrClosed)
 	}
+	c.closed = true
+	c.broadcastLocked()
+	c.mu.Unlock()
+	return c.finishClose()
+}
+
+// finishClose is Close's work after the caller, alone, has set c.closed:
+// flush the link (bounded), close the wrapped conn, wait for the
+// deliverer.
+func (c *FaultConn) finishClose() error {
+	c.mu.Lock()
 	var idle chan struct{}
 	var last time.Time
 	if c.delivering {
@@ -671,7 +688,7 @@ func (c *FaultConn) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	if first && c.group != nil {
+	if c.group != nil {
 		c.group.remove(c)
 	}
 	if idle != nil {

@@ -592,3 +592,31 @@ func TestResetErrorsAreOpErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestResetWinsOverTheCloseItTriggers: a reader that closes the conn on
+// its Read error (as grpc-go does) must not make Reset fail: Reset claims
+// the close before it wakes anyone, and a later Close only reports
+// net.ErrClosed.
+func TestResetWinsOverTheCloseItTriggers(t *testing.T) {
+	h := newHub(t)
+	for i := range 20 {
+		a, _ := hubPair(t, h)
+		fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: 50 * time.Millisecond})
+		write(t, fc, "on the link") // the deliverer is busy when Reset comes
+		fc.Stall(time.Hour)
+		closed := make(chan error, 1)
+		go func() {
+			fc.Read(make([]byte, 1))
+			closed <- fc.Close()
+		}()
+		if err := fc.Reset(); err != nil {
+			t.Fatalf("round %d: Reset = %v, want nil", i, err)
+		}
+		if err := <-closed; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("round %d: the reader's Close = %v, want net.ErrClosed", i, err)
+		}
+		if n := fc.Counts().Reset; n != 1 {
+			t.Fatalf("round %d: Counts().Reset = %d, want 1", i, n)
+		}
+	}
+}
