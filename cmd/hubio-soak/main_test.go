@@ -104,6 +104,7 @@ func TestJudge(t *testing.T) {
 	t0 := time.Now()
 	stopped := &life{kind: kindStd, serving: t0.Add(-time.Minute), stopping: t0.Add(-30 * time.Second), next: t0.Add(-29 * time.Second)}
 	live := &life{kind: kindListen, serving: t0.Add(-29 * time.Second)}
+	forced := &life{kind: kindWrapped, serving: t0.Add(-time.Minute), stopping: t0.Add(-30 * time.Second), forced: t0.Add(-28 * time.Second), next: t0.Add(-28 * time.Second)}
 	addr := func(port int) net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port} }
 	for _, tc := range []struct {
 		name       string
@@ -116,10 +117,13 @@ func TestJudge(t *testing.T) {
 		{"a faulted conn", &connTag{faulted: true, life: live}, false, t0.Add(-time.Second), t0, codes.DeadlineExceeded, "faulted"},
 		{"a fault-free conn of a stopped server", &connTag{life: stopped}, false, t0.Add(-31 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
 		{"a fault-free conn of a stopped server, by its deadline", &connTag{life: stopped}, false, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
+		{"a fault-free conn, in flight until Stop cut GracefulStop short", &connTag{life: forced}, false, t0.Add(-31 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "unexcused"},
+		{"a fault-free conn, failing at GracefulStop before Stop", &connTag{life: forced}, false, t0.Add(-31 * time.Second), t0.Add(-29 * time.Second), codes.Unavailable, "restart"},
 		{"a fault-free conn of a live server", &connTag{life: live}, false, t0.Add(-time.Second), t0, codes.Unavailable, "unexcused"},
 		{"no conn, in a restart window", nil, false, t0.Add(-30 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
 		{"no conn, within the grace after it", nil, false, t0.Add(-28 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "restart"},
-		{"no conn, a deadline after it", nil, false, t0.Add(-29 * time.Second), t0.Add(-24 * time.Second), codes.DeadlineExceeded, "restart"},
+		{"no conn, a deadline after it", nil, false, t0.Add(-29 * time.Second), t0.Add(-24 * time.Second), codes.Unavailable, "restart"},
+		{"no conn, by its deadline, in a restart window", nil, false, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
 		{"no conn, outside restarts", nil, false, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.DeadlineExceeded, "unexcused"},
 		{"no conn, on a channel with a faulted conn", nil, true, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.Unavailable, "faulted"},
 	} {

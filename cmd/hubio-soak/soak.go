@@ -205,9 +205,10 @@ type life struct {
 	lis    *testutil.FaultListener // nil without fault wrappers
 	events uint64                  // server hub events at its start
 	// Times, under soak.mu: serving when Serve started; stopping when
-	// GracefulStop started (zero while serving); next is when the next
-	// server is serving (zero until then).
-	serving, stopping, next time.Time
+	// GracefulStop started (zero while serving); forced when Stop cut
+	// GracefulStop short (zero if it finished in time); next is when the
+	// next server is serving (zero until then).
+	serving, stopping, forced, next time.Time
 }
 
 // connTag is what is known about one connection, client and server side
@@ -438,6 +439,9 @@ func (s *soak) stopServer(l *life, graceful bool) {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
+		s.mu.Lock()
+		l.forced = time.Now()
+		s.mu.Unlock()
 		l.server.Stop()
 		<-done
 	}
@@ -636,17 +640,23 @@ func (s *soak) rpcContext(ctx context.Context, ch *channel, d time.Duration) (co
 //     the channel did); or
 //   - it ran on a conn of a server that was stopped before it failed
 //     (GracefulStop, then Stop after 2 s, end the server's RPCs), unless
-//     it failed with DeadlineExceeded: a restart ends an RPC promptly,
+//     it failed with DeadlineExceeded (a restart ends an RPC promptly,
 //     never by its deadline, while a lost wakeup ends it by its deadline
-//     alone; or
+//     alone) or it was in flight from before GracefulStop until Stop cut
+//     it short (a fault-free RPC that held GracefulStop for 2 s was
+//     hanging); or
 //   - without a conn, it was in flight at some point of a restart window:
 //     from the old server's GracefulStop until restartGrace after the new
 //     one is serving. The RPC's whole life counts, so a failure up to a
-//     deadline after the window is excused too.
+//     deadline after the window is excused too; but not DeadlineExceeded:
+//     during a restart a dial is refused at once (and grpc-go fails the
+//     RPC, or retries after its backoff), it does not hang.
 //
 // Any other failure is unexcused and fails the run.
 func (s *soak) fail(ctx context.Context, ch *channel, p *peer.Peer, start time.Time, err error) {
-	if ctx.Err() != nil {
+	// The run is over: ctx's own timer may fire after the RPC's, which
+	// inherits the same deadline.
+	if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
 		return
 	}
 	atomic.AddInt64(&s.res.RPCErrors, 1)
@@ -668,10 +678,10 @@ func (s *soak) judge(ch *channel, p *peer.Peer, start, end time.Time, err error)
 	case t != nil && t.faulted, t == nil && ch.faultedLocked():
 		s.res.ExcusedFaulted++
 		return
-	case t != nil && t.life != nil && !t.life.stopping.IsZero() && !end.Before(t.life.stopping) && code != codes.DeadlineExceeded:
+	case t != nil && t.life != nil && stoppedUnder(t.life, start, end) && code != codes.DeadlineExceeded:
 		s.res.ExcusedRestart++
 		return
-	case t == nil && s.inRestartLocked(start, end):
+	case t == nil && s.inRestartLocked(start, end) && code != codes.DeadlineExceeded:
 		s.res.ExcusedRestart++
 		return
 	case t != nil && t.life != nil:
@@ -686,6 +696,18 @@ func (s *soak) judge(ch *channel, p *peer.Peer, start, end time.Time, err error)
 		s.res.UnexcusedSamples = append(s.res.UnexcusedSamples, fmt.Sprintf("at %.1fs after %v, %s: %v",
 			start.Sub(s.start).Seconds(), end.Sub(start).Round(time.Millisecond), why, err))
 	}
+}
+
+// stoppedUnder reports whether l's stop explains the failure of an RPC
+// that ran from start to end on one of its conns: the stop began before
+// the RPC failed, and the RPC did not hold GracefulStop up until Stop cut
+// it short (a fault-free RPC in flight for the whole graceful period was
+// hanging). soak.mu must be held.
+func stoppedUnder(l *life, start, end time.Time) bool {
+	if l.stopping.IsZero() || end.Before(l.stopping) {
+		return false
+	}
+	return l.forced.IsZero() || !start.Before(l.stopping) || end.Before(l.forced)
 }
 
 // inRestartLocked reports whether [start, end] meets a restart window.
