@@ -307,13 +307,13 @@ func TestFaultDialerWithGRPCOptServer(t *testing.T) {
 
 // TestRPCUnderLatencyTakesOneRoundTrip: with 50 ms of latency each way, a
 // unary call takes one round trip, 100 ms, plus processing, whatever the
-// writes: a 60 KiB request and reply are each written in more than one
-// Write (grpc-go's 32 KiB write buffer), which, were Latency a delay per
-// Write, would take at least 200 ms.
+// writes: a 120 KiB request and reply are each written in at least four
+// Writes (grpc-go's 32 KiB write buffer), which, were Latency a delay per
+// Write, would take at least 400 ms.
 func TestRPCUnderLatencyTakesOneRoundTrip(t *testing.T) {
 	const (
 		lat    = 50 * time.Millisecond
-		margin = 90 * time.Millisecond // generous, and below the 100 ms per-Write delays add at least
+		margin = 250 * time.Millisecond // generous, and below the 300 ms per-Write delays add at least
 		runs   = 20
 	)
 	f := testutil.Faults{Latency: lat}
@@ -323,7 +323,7 @@ func TestRPCUnderLatencyTakesOneRoundTrip(t *testing.T) {
 		testutil.WithServerOptions(grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window)),
 		testutil.WithDialOptions(grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window)))
 	ctx := rpcContext(t)
-	payload := bytes.Repeat([]byte("x"), 60<<10)
+	payload := bytes.Repeat([]byte("x"), 120<<10)
 	for range 3 { // connect, and let flow control open its windows
 		if _, err := e.Client.Unary(ctx, payload); err != nil {
 			t.Fatal(err)
