@@ -86,9 +86,13 @@ const (
 
 // FaultConn is a net.Conn that injects faults into the conn it wraps: added
 // latency and a bandwidth limit on what it sends (Faults), and, when a test
-// triggers them, a stall, a reset or a half-open connection. Every delay is
-// timed by the hub's timers (poller.Hub.AfterFunc): a Read or Write that
-// must wait parks until a hub timer, Close or a deadline releases it.
+// triggers them, a stall, a reset or a half-open connection. A Read or
+// Write that must wait is timed by the hub's timers (poller.Hub.AfterFunc):
+// it parks until a hub timer, Close or a deadline releases it. Bytes on the
+// link under Latency are written to the wrapped conn by a goroutine of the
+// conn's own (running only while bytes are in flight, ended by Close or
+// Reset), timed by a runtime timer so that they still arrive, or are
+// dropped, once the hub is closed.
 //
 // The faults shape this side only: latency and bandwidth apply to what this
 // conn sends. Wrap both ends to shape both directions.
