@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
@@ -113,8 +116,8 @@ func ExampleWithServerFaults() {
 	// resets: 1
 }
 
-// Latency: each Write reaches the peer no earlier than the latency after it
-// was called.
+// Latency is the link's one-way delay: each Write's bytes reach the peer
+// about the latency after they were sent, however the writes are cut.
 func ExampleFaultConn() {
 	h, err := poller.New()
 	if err != nil {
@@ -249,17 +252,17 @@ func ExampleVerifyTestMain() {
 	_ = func(m *testing.M) { testutil.VerifyTestMain(m) }
 }
 
-// A single test can check that what it started has stopped. Close
-// everything first: VerifyNoLeaks sees every goroutine in the process.
+// A single test checks that what it started has stopped: call
+// VerifyNoLeaks first, without defer. It registers its check as a cleanup,
+// which runs after every cleanup registered later (StartEcho's here), once
+// the harness is closed.
 func ExampleVerifyNoLeaks() {
 	_ = func(t *testing.T) {
-		t.Run("harness", func(t *testing.T) {
-			e := testutil.StartEcho(t)
-			if _, err := e.Client.Unary(t.Context(), []byte("x")); err != nil {
-				t.Fatal(err)
-			}
-		}) // the harness is closed by the subtest's cleanup
 		testutil.VerifyNoLeaks(t)
+		e := testutil.StartEcho(t)
+		if _, err := e.Client.Unary(t.Context(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -270,4 +273,37 @@ func ExampleIgnoreDefaultHub() {
 		// ... serve and call through poller.Default(), then stop it all ...
 		return goleak.Find(testutil.IgnoreDefaultHub())
 	}
+}
+
+// To confirm that a server's conns are on the hub, give the server a hub
+// of its own and read its Stats while a client is connected: Registered
+// counts the server's conns (a standard listener is not on the hub). A
+// server whose conns stay on package net leaves it at 0.
+func ExampleRegisterEchoServer() {
+	srvHub, err := poller.New()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srvHub.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0") // a standard listener, as most servers have
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := grpc.NewServer(grpcopt.ServerOption(srvHub, nil))
+	testutil.RegisterEchoServer(srv, nil)
+	go srv.Serve(lis)
+	defer srv.Stop()
+
+	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("x")); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("server conns on the hub:", srvHub.Stats().Registered)
+	// Output: server conns on the hub: 1
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
@@ -19,14 +20,22 @@ import (
 // Faults are the faults a FaultConn applies to every Write from its
 // creation on (or from SetFaults on). The zero value injects nothing.
 type Faults struct {
-	// Latency delays each Write: its bytes are sent to the peer no earlier
-	// than Latency after the Write was called, and Write returns once they
-	// are sent. Negative means zero.
+	// Latency is the link's one-way delay, as tc netem or toxiproxy give
+	// it: the bytes of a Write reach the wrapped conn about Latency after
+	// they were sent, however the writes are cut, and writes do not add
+	// up (N writes in a burst all arrive about Latency after they were
+	// sent, not N×Latency). A Write under latency returns once its bytes
+	// are queued on the link, as a socket's Write returns once the kernel
+	// has them; a later Write reports an error the wrapped conn returned
+	// for queued bytes. The link holds at most 4 MiB in flight; a Write
+	// beyond that waits (and honours its deadline). Negative means zero.
 	Latency time.Duration
 	// Bandwidth, if positive, limits what the conn sends to Bandwidth bytes
 	// per second: a Write is sent in slices (about 10 ms' worth each), and
 	// each slice leaves only when the link would have finished sending it,
-	// so N bytes take at least N/Bandwidth seconds.
+	// so N bytes take at least N/Bandwidth seconds. Write returns once its
+	// last slice has left; with Latency too, each slice then arrives
+	// Latency after it left.
 	Bandwidth int
 }
 
@@ -77,9 +86,13 @@ const (
 
 // FaultConn is a net.Conn that injects faults into the conn it wraps: added
 // latency and a bandwidth limit on what it sends (Faults), and, when a test
-// triggers them, a stall, a reset or a half-open connection. Every delay is
-// timed by the hub's timers (poller.Hub.AfterFunc): a Read or Write that
-// must wait parks until a hub timer, Close or a deadline releases it.
+// triggers them, a stall, a reset or a half-open connection. A Read or
+// Write that must wait is timed by the hub's timers (poller.Hub.AfterFunc):
+// it parks until a hub timer, Close or a deadline releases it. Bytes on the
+// link under Latency are written to the wrapped conn by a goroutine of the
+// conn's own (running only while bytes are in flight, ended by Close or
+// Reset), timed by a runtime timer so that they still arrive, or are
+// dropped, once the hub is closed.
 //
 // The faults shape this side only: latency and bandwidth apply to what this
 // conn sends. Wrap both ends to shape both directions.
@@ -96,6 +109,11 @@ const (
 // The triggers Stall, HalfOpen and SetFaults never block, so a hub callback
 // (an AfterFunc scheduling a fault) may call them; Reset blocks as Close
 // does, until the wrapped conn's operations in flight have left.
+//
+// A *FaultConn has no ReadOnReady (grpc-go's non-pinning read path), so
+// that it never claims a path the wrapped conn lacks; FaultListener and
+// FaultDialer hand out a wrapper that keeps the path when the wrapped conn
+// has it (see FaultConnOf).
 //
 // The FaultConn owns the wrapped conn: Close closes it. The hub must
 // outlive the conn's waits: a wait that starts on a closed hub fails with
@@ -118,6 +136,10 @@ type FaultConn struct {
 	wmu      sync.Mutex
 	linkFree time.Time
 
+	// rr is the wrapped conn's ReadOnReady, nil if it has none; set at
+	// creation, immutable.
+	rr readyReader
+
 	// mu guards the fault state below. It is never held while blocking,
 	// and is taken after rmu or wmu, never before.
 	mu         sync.Mutex
@@ -126,11 +148,78 @@ type FaultConn struct {
 	halfOpen   bool         // set once by HalfOpen
 	closed     bool         // set once by Close or Reset
 	deadline   [2]time.Time // read and write deadlines; zero means none
+	aborted    bool         // set once by Reset: queued bytes are dropped
+	// The link under latency: chunks written and not yet delivered, in
+	// order, with their byte total. Writers append (under wmu and mu); the
+	// deliverer goroutine, at most one, running while delivering is set,
+	// pops and writes them to the wrapped conn. idle is closed when the
+	// deliverer exits. sendErr is the wrapped conn's error for a queued
+	// chunk, reported by the next Write.
+	queue      []chunk
+	queued     int
+	delivering bool
+	idle       chan struct{}
+	sendErr    error
 	// changed is closed (and replaced) whenever the state above changes, so
 	// every parked Read and Write re-examines it.
 	changed chan struct{}
 
 	counts counters
+}
+
+// chunk is bytes on the link (or a CloseWrite, with done), due at the
+// wrapped conn at due.
+type chunk struct {
+	b    []byte
+	due  time.Time
+	done chan error // a CloseWrite's result; nil for data
+}
+
+// maxQueued is how many bytes the link under latency holds in flight.
+const maxQueued = 4 << 20
+
+// readyReader is grpc-go's non-pinning read path (its
+// readyreader.Reader), which grpcopt.Conn implements.
+type readyReader interface {
+	ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error)
+}
+
+// faultReadyConn is a FaultConn over a conn with ReadOnReady, keeping that
+// path (with the faults applied on it) for grpc-go. A FaultConn itself has
+// no ReadOnReady, so that a FaultConn over a conn without it does not claim
+// it.
+type faultReadyConn struct{ *FaultConn }
+
+// ReadOnReady waits for data as Read does (stalls and half-open apply),
+// then reads through the wrapped conn's ReadOnReady.
+func (c faultReadyConn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	return c.readOnReady(bufSize, pool)
+}
+
+// NetConn returns the wrapped conn.
+func (c faultReadyConn) NetConn() net.Conn { return c.conn }
+
+// FaultConnOf returns the FaultConn behind c, a conn returned by
+// FaultListener.Accept or FaultDialer.Dial: a *FaultConn itself, or, when
+// the wrapped conn has grpc-go's ReadOnReady read path, a wrapper that keeps
+// that path.
+func FaultConnOf(c net.Conn) (*FaultConn, bool) {
+	switch fc := c.(type) {
+	case *FaultConn:
+		return fc, true
+	case faultReadyConn:
+		return fc.FaultConn, true
+	}
+	return nil, false
+}
+
+// netConn returns c as Accept and Dial hand it out: with ReadOnReady when
+// the wrapped conn has it.
+func (c *FaultConn) netConn() net.Conn {
+	if c.rr != nil {
+		return faultReadyConn{c}
+	}
+	return c
 }
 
 var (
@@ -150,7 +239,8 @@ func newFaultConn(h *poller.Hub, c net.Conn, f Faults, g *group) *FaultConn {
 	if h == nil {
 		h = poller.Default()
 	}
-	return &FaultConn{conn: c, hub: h, group: g, faults: f, changed: make(chan struct{})}
+	rr, _ := c.(readyReader)
+	return &FaultConn{conn: c, hub: h, group: g, faults: f, rr: rr, changed: make(chan struct{})}
 }
 
 // NetConn returns the wrapped conn. Reading or writing it directly bypasses
@@ -212,10 +302,12 @@ func (c *FaultConn) HalfOpen() {
 // beneath (found through NetConn methods: a *transport.Conn, a
 // *grpcopt.Conn, a *net.TCPConn ...) and closes it, so the kernel sends an
 // RST and the peer's next Read or Write fails with syscall.ECONNRESET (or
-// EPIPE for a Write). Parked Reads and Writes return net.ErrClosed. Reset
-// works on TCP only: on a unix socket, or a conn with no SetLinger beneath,
-// it returns an error matching errors.ErrUnsupported and leaves the conn
-// open.
+// EPIPE for a Write). Bytes still on the link (under Latency) are dropped.
+// Parked Reads and Writes return net.ErrClosed. Reset works on TCP only: on
+// a unix socket, or a conn with no SetLinger beneath, it returns an error
+// matching errors.ErrUnsupported and leaves the conn open. Every error it
+// returns is a *net.OpError with Op "reset", as package net reports a
+// socket's errors.
 func (c *FaultConn) Reset() error {
 	l, ok := find[interface{ SetLinger(sec int) error }](c.conn)
 	if !ok || c.conn.LocalAddr() == nil || c.conn.LocalAddr().Network() != "tcp" {
@@ -228,10 +320,20 @@ func (c *FaultConn) Reset() error {
 		return c.opErr("reset", net.ErrClosed)
 	}
 	if err := l.SetLinger(0); err != nil {
-		return err
+		return c.opErr("reset", err)
 	}
-	if err := c.Close(); err != nil {
-		return err
+	// Claim the close (a concurrent Close from grpc-go, say, must not
+	// close the wrapped conn first), dropping what is on the link.
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opErr("reset", net.ErrClosed)
+	}
+	c.closed, c.aborted = true, true
+	c.broadcastLocked()
+	c.mu.Unlock()
+	if err := c.finishClose(); err != nil {
+		return c.opErr("reset", err)
 	}
 	c.count(kindReset, 1)
 	return nil
@@ -246,44 +348,104 @@ func (c *FaultConn) Read(b []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for {
-		if _, err := c.wait(dirRead, time.Time{}); err != nil {
-			return 0, c.opErr("read", err)
-		}
-		if len(c.pending) > 0 {
-			n := copy(b, c.pending)
-			c.pending = c.pending[n:]
-			return n, nil
-		}
-		if err := c.pendingErr; err != nil {
-			c.pendingErr = nil
-			return 0, err
+		if n, err, ok := c.readHeld(b); ok {
+			return n, err
 		}
 		n, err := c.conn.Read(b)
 		if n == 0 && isTimeout(err) {
 			return 0, err
 		}
-		// A stall or HalfOpen that began while the wrapped Read was
-		// blocked applies to what it returned.
-		c.mu.Lock()
-		halfOpen, stalled := c.halfOpen, time.Now().Before(c.stallUntil)
-		c.mu.Unlock()
-		switch {
-		case halfOpen:
-			continue // a vanished host hears nothing
-		case stalled:
-			c.pending = append(c.pending, b[:n]...)
-			c.pendingErr = err
+		if c.holdBack(b[:n], err) {
 			continue
 		}
 		return n, err
 	}
 }
 
-// Write writes b to the wrapped conn once the faults allow: after
-// Faults.Latency, paced by Faults.Bandwidth, and after any stall. It
-// blocks until the last byte has been handed to the wrapped conn, so one
-// Write is delivered before the next begins. While half-open it returns
-// len(b) at once and sends nothing.
+// readOnReady is ReadOnReady with the faults of Read: it waits while the
+// conn is stalled (or forever once half-open), and data read during a
+// stall is held back until it ends.
+func (c *FaultConn) readOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for {
+		if bufSize > 0 && (len(c.pending) > 0 || c.pendingErr != nil) {
+			buf := pool.Get(bufSize)
+			n, err, ok := c.readHeld(*buf)
+			if ok && n > 0 {
+				return buf, n, nil
+			}
+			pool.Put(buf)
+			if ok {
+				return nil, 0, err
+			}
+			continue
+		}
+		if _, err := c.wait(dirRead, time.Time{}); err != nil {
+			return nil, 0, c.opErr("read", err)
+		}
+		buf, n, err := c.rr.ReadOnReady(bufSize, pool)
+		if n == 0 && isTimeout(err) {
+			return nil, 0, err
+		}
+		var got []byte
+		if buf != nil {
+			got = (*buf)[:n]
+		}
+		if c.holdBack(got, err) {
+			if buf != nil {
+				pool.Put(buf)
+			}
+			continue
+		}
+		return buf, n, err
+	}
+}
+
+// readHeld waits out a stall (or half-open) and hands out data held back
+// during a stall; ok is false when there is none and the caller should
+// read the wrapped conn. c.rmu must be held.
+func (c *FaultConn) readHeld(b []byte) (n int, err error, ok bool) {
+	if _, err := c.wait(dirRead, time.Time{}); err != nil {
+		return 0, c.opErr("read", err), true
+	}
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil, true
+	}
+	if err := c.pendingErr; err != nil {
+		c.pendingErr = nil
+		return 0, err, true
+	}
+	return 0, nil, false
+}
+
+// holdBack applies a stall or HalfOpen that began while the wrapped read
+// was blocked to what it returned: data (and err) are held back until the
+// stall ends, or discarded when half-open. It reports whether the caller
+// must read again. c.rmu must be held.
+func (c *FaultConn) holdBack(b []byte, err error) bool {
+	c.mu.Lock()
+	halfOpen, stalled := c.halfOpen, time.Now().Before(c.stallUntil)
+	c.mu.Unlock()
+	switch {
+	case halfOpen:
+		return true // a vanished host hears nothing
+	case stalled:
+		c.pending = append(c.pending, b...)
+		c.pendingErr = err
+		return true
+	}
+	return false
+}
+
+// Write sends b on the link once the faults allow: after any stall, paced
+// by Faults.Bandwidth; under Faults.Latency the bytes are queued and reach
+// the wrapped conn Latency after they were sent, so Write returns before
+// they arrive (see Faults). Without latency it returns once the last byte
+// has been handed to the wrapped conn. Writes never overtake each other.
+// While half-open it returns len(b) at once and sends nothing.
 func (c *FaultConn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return c.conn.Write(b)
@@ -297,22 +459,21 @@ func (c *FaultConn) Write(b []byte) (int, error) {
 	if lat > 0 {
 		c.count(kindLatency, 1)
 	}
-	start := time.Now()
 	if rate > 0 {
 		c.count(kindBandwidth, 1)
-		if c.linkFree.After(start) {
-			start = c.linkFree
-		}
 	}
-	sent := start // when the link has sent b[:n]
 	n := 0
 	for n < len(b) {
 		k := len(b) - n
+		sent := time.Now() // when the link has sent b[:n+k]
 		if rate > 0 {
 			k = min(k, sliceLen(rate))
-			sent = start.Add(transmitTime(n+k, rate))
+			if c.linkFree.After(sent) {
+				sent = c.linkFree
+			}
+			sent = sent.Add(transmitTime(k, rate))
 		}
-		halfOpen, err := c.wait(dirWrite, sent.Add(lat))
+		halfOpen, err := c.wait(dirWrite, sent)
 		if err != nil {
 			return n, c.opErr("write", err)
 		}
@@ -320,16 +481,130 @@ func (c *FaultConn) Write(b []byte) (int, error) {
 			c.count(kindSwallowed, uint64(len(b)-n))
 			return len(b), nil
 		}
-		m, err := c.conn.Write(b[n : n+k])
-		n += m
 		if rate > 0 {
 			c.linkFree = sent
 		}
+		m, err := c.send(b[n:n+k], sent.Add(lat), lat > 0)
+		n += m
 		if err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// send hands p to the wrapped conn now, or, under latency or while earlier
+// bytes are still on the link, queues a copy due at due. c.wmu must be
+// held.
+func (c *FaultConn) send(p []byte, due time.Time, delayed bool) (int, error) {
+	c.mu.Lock()
+	if err := c.sendErr; err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	if !delayed && !c.delivering {
+		c.mu.Unlock()
+		return c.conn.Write(p)
+	}
+	c.enqueueLocked(chunk{b: append([]byte(nil), p...), due: due})
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+// enqueueLocked puts ch on the link and starts the deliverer if it is not
+// running. c.mu must be held.
+func (c *FaultConn) enqueueLocked(ch chunk) {
+	c.queue = append(c.queue, ch)
+	c.queued += len(ch.b)
+	if !c.delivering {
+		c.delivering = true
+		c.idle = make(chan struct{})
+		go c.deliver()
+	}
+}
+
+// deliver is the link's far end: it writes each queued chunk to the
+// wrapped conn when it is due and any stall is over, and exits once the
+// queue is empty. While half-open it swallows what is queued; after Reset,
+// or once a write failed, it drops it.
+func (c *FaultConn) deliver() {
+	c.mu.Lock()
+	for {
+		if len(c.queue) == 0 || c.aborted || c.sendErr != nil {
+			for _, ch := range c.queue {
+				if ch.done != nil {
+					ch.done <- net.ErrClosed
+				}
+			}
+			c.queue, c.queued, c.delivering = nil, 0, false
+			close(c.idle)
+			c.broadcastLocked()
+			c.mu.Unlock()
+			return
+		}
+		ch := c.queue[0]
+		if c.halfOpen {
+			c.popLocked()
+			c.count(kindSwallowed, uint64(len(ch.b)))
+			if ch.done != nil {
+				ch.done <- nil
+			}
+			continue
+		}
+		now := time.Now()
+		wake := ch.due
+		if c.stallUntil.After(wake) {
+			wake = c.stallUntil
+		}
+		if now.Before(wake) {
+			// A runtime timer, not the hub's: bytes on the link must
+			// still arrive (or be dropped by Close) once the hub is
+			// closed, or this goroutine would wait forever.
+			changed := c.changed
+			c.mu.Unlock()
+			t := time.NewTimer(wake.Sub(now))
+			select {
+			case <-t.C:
+			case <-changed:
+				t.Stop()
+			}
+			c.mu.Lock()
+			continue
+		}
+		changed := c.changed // taken before the write: a deadline moved during it wakes the retry
+		c.mu.Unlock()
+		var err error
+		n := 0
+		if ch.done != nil {
+			ch.done <- c.closeWrite()
+		} else {
+			n, err = c.conn.Write(ch.b)
+		}
+		if isTimeout(err) {
+			// The write deadline (which the wrapped conn shares) has
+			// passed: bytes on the link are not lost to it; they wait
+			// until the deadline moves, Close or Reset.
+			<-changed
+			c.mu.Lock()
+			c.queue[0].b = ch.b[n:]
+			c.queued -= n
+			continue
+		}
+		c.mu.Lock()
+		c.popLocked()
+		if err != nil && c.sendErr == nil {
+			c.sendErr = err
+		}
+	}
+}
+
+// popLocked removes the queue's head and wakes writers waiting for room.
+// c.mu must be held.
+func (c *FaultConn) popLocked() {
+	c.queued -= len(c.queue[0].b)
+	c.queue[0] = chunk{}
+	c.queue = c.queue[1:]
+	c.broadcastLocked()
 }
 
 // sliceLen is how many bytes a paced Write sends at once: about 10 ms'
@@ -343,45 +618,102 @@ func transmitTime(n, rate int) time.Duration {
 }
 
 // CloseWrite shuts down the sending side of the conn beneath (found
-// through NetConn methods), after Faults.Latency and any stall, so the
-// peer reads io.EOF after the data written before. While half-open it does
-// nothing. It returns an error matching errors.ErrUnsupported if the conn
-// beneath has no CloseWrite.
+// through NetConn methods), after the data written before has arrived
+// (Faults.Latency after it was sent) and any stall, so the peer reads
+// io.EOF after that data. It returns once the shutdown is done. While
+// half-open it does nothing. It returns an error matching
+// errors.ErrUnsupported if the conn beneath has no CloseWrite.
 func (c *FaultConn) CloseWrite() error {
+	if _, ok := find[interface{ CloseWrite() error }](c.conn); !ok {
+		return c.opErr("close", fmt.Errorf("testutil: no CloseWrite on a %T: %w", c.conn, errors.ErrUnsupported))
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	lat := max(c.faults.Latency, 0)
 	c.mu.Unlock()
-	halfOpen, err := c.wait(dirWrite, time.Now().Add(lat))
+	halfOpen, err := c.wait(dirWrite, time.Time{})
 	if err != nil {
 		return c.opErr("close", err)
 	}
 	if halfOpen {
 		return nil
 	}
-	cw, ok := find[interface{ CloseWrite() error }](c.conn)
-	if !ok {
-		return c.opErr("close", fmt.Errorf("testutil: no CloseWrite on a %T: %w", c.conn, errors.ErrUnsupported))
+	c.mu.Lock()
+	if lat == 0 && !c.delivering {
+		c.mu.Unlock()
+		return c.closeWrite()
 	}
+	done := make(chan error, 1)
+	c.enqueueLocked(chunk{due: time.Now().Add(lat), done: done})
+	c.mu.Unlock()
+	if err := <-done; err != nil {
+		return c.opErr("close", err)
+	}
+	return nil
+}
+
+func (c *FaultConn) closeWrite() error {
+	cw, _ := find[interface{ CloseWrite() error }](c.conn)
 	return cw.CloseWrite()
 }
 
-// Close closes the wrapped conn. Parked Reads and Writes return
-// net.ErrClosed; those blocked in the wrapped conn return what its Close
-// gives them.
+// Close closes the wrapped conn, once the bytes still on the link (under
+// Latency) have arrived, as the kernel still sends what a closed socket
+// had queued; but it waits at most until the last of them is due, and no
+// more than 2 s (plus a second for the wrapped conn to take them), then
+// drops the rest and closes regardless. A second Close returns an error
+// matching net.ErrClosed. Parked
+// Reads and Writes return net.ErrClosed; those blocked in the wrapped conn
+// return what its Close gives them.
 func (c *FaultConn) Close() error {
 	c.mu.Lock()
-	first := !c.closed
-	if first {
-		c.closed = true
-		c.broadcastLocked()
+	if c.closed {
+		c.mu.Unlock()
+		return c.opErr("close", net.ErrClosed)
+	}
+	c.closed = true
+	c.broadcastLocked()
+	c.mu.Unlock()
+	return c.finishClose()
+}
+
+// finishClose is Close's work after the caller, alone, has set c.closed:
+// flush the link (bounded), close the wrapped conn, wait for the
+// deliverer.
+func (c *FaultConn) finishClose() error {
+	c.mu.Lock()
+	var idle chan struct{}
+	var last time.Time
+	if c.delivering {
+		idle = c.idle
+		if n := len(c.queue); n > 0 {
+			last = c.queue[n-1].due
+		}
 	}
 	c.mu.Unlock()
-	if first && c.group != nil {
+	if c.group != nil {
 		c.group.remove(c)
 	}
-	return c.conn.Close()
+	if idle != nil {
+		// Flush, bounded: a wrapped Write blocked on a peer that does
+		// not read is released by the wrapped Close below.
+		t := time.NewTimer(min(time.Until(last), 2*time.Second) + time.Second)
+		select {
+		case <-idle:
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		c.aborted = true // drop what is left
+		c.broadcastLocked()
+		c.mu.Unlock()
+	}
+	err := c.conn.Close()
+	if idle != nil {
+		<-idle
+	}
+	return err
 }
 
 // LocalAddr returns the wrapped conn's local address.
@@ -428,7 +760,8 @@ func (c *FaultConn) broadcastLocked() {
 	c.changed = make(chan struct{})
 }
 
-// wait parks the caller until at (zero: now) and any stall have passed. It
+// wait parks the caller until at (zero: now) and any stall have passed,
+// and, for a write, until the link has room (see maxQueued). It
 // fails with net.ErrClosed once the conn is closed, os.ErrDeadlineExceeded
 // once d's deadline has passed, or the hub's error. A half-open conn
 // releases writes at once, reporting halfOpen, and reads never.
@@ -456,9 +789,13 @@ func (c *FaultConn) wait(d dir, at time.Time) (halfOpen bool, err error) {
 			if c.stallUntil.After(wake) {
 				wake = c.stallUntil
 			}
-			if !now.Before(wake) {
+			full := d == dirWrite && c.queued >= maxQueued
+			if !now.Before(wake) && !full {
 				c.mu.Unlock()
 				return false, nil
+			}
+			if full && !now.Before(wake) {
+				wake = time.Time{} // until the deliverer makes room
 			}
 		}
 		if !dl.IsZero() && (wake.IsZero() || dl.Before(wake)) {
@@ -621,14 +958,18 @@ func NewFaultListener(h *poller.Hub, l net.Listener, f Faults) *FaultListener {
 	return &FaultListener{l: l, g: newGroup(h, f)}
 }
 
-// Accept waits for the next conn and returns it as a *FaultConn, after the
-// OnAccept callback has run. Errors are the wrapped listener's.
+// Accept waits for the next conn and returns it wrapped in a FaultConn,
+// after the OnAccept callback has run: a *FaultConn, or, when the accepted
+// conn has grpc-go's ReadOnReady read path (a grpcopt.Listen conn has), a
+// wrapper that keeps that path with the faults applied on it, so grpc-go
+// reads as it does in production. FaultConnOf returns the *FaultConn of
+// either. Errors are the wrapped listener's.
 func (l *FaultListener) Accept() (net.Conn, error) {
 	c, err := l.l.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return l.g.wrap(c), nil
+	return l.g.wrap(c).netConn(), nil
 }
 
 // Close closes the wrapped listener; accepted conns stay open.
@@ -672,13 +1013,14 @@ func NewFaultDialer(h *poller.Hub, f Faults) *FaultDialer {
 
 // Dial connects to addr, in any form grpc-go hands a context dialer (see
 // grpcopt.Config.DialOption), and returns a *FaultConn after the OnDial
-// callback has run.
+// callback has run. Its conns have grpc-go's ReadOnReady read path, with
+// the faults applied on it (see FaultListener.Accept and FaultConnOf).
 func (d *FaultDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	c, err := d.cfg.Dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	return d.g.wrap(c), nil
+	return d.g.wrap(c).netConn(), nil
 }
 
 // DialOption returns grpc.WithContextDialer(d.Dial).

@@ -161,7 +161,6 @@ func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
 	for _, msg := range []string{"one", "two", "three"} {
 		start := time.Now()
 		write(t, fc, msg)
-		atLeast(t, "a delayed Write", time.Since(start), lat)
 		if got := readFull(t, b, len(msg)); string(got) != msg {
 			t.Fatalf("peer read %q, want %q", got, msg)
 		}
@@ -172,24 +171,87 @@ func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
 	}
 }
 
-func TestLatencyWriteStopsAtItsDeadline(t *testing.T) {
+// TestLatencyIsALinksOneWayDelay: as with tc netem, bytes arrive about the
+// latency after they were sent, however the writes are cut: a burst of
+// writes does not add up to N×Latency.
+func TestLatencyIsALinksOneWayDelay(t *testing.T) {
+	h := newHub(t)
+	a, b := hubPair(t, h)
+	const (
+		lat    = 50 * time.Millisecond
+		n      = 20
+		size   = 8
+		margin = 400 * time.Millisecond // generous; writes that add up take (i+1)×50 ms
+	)
+	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: lat})
+	sent := make([]time.Time, n)
+	writeErr := make(chan error, 1)
+	burst := time.Now()
+	go func() {
+		for i := range n {
+			sent[i] = time.Now()
+			if _, err := fc.Write(bytes.Repeat([]byte{byte(i)}, size)); err != nil {
+				writeErr <- err
+				return
+			}
+		}
+		writeErr <- nil
+	}()
+	b.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, n*size)
+	arrived := make([]time.Time, n)
+	for got := 0; got < len(buf); {
+		k, err := b.Read(buf[got:])
+		if err != nil {
+			t.Fatalf("peer Read after %d bytes: %v", got, err)
+		}
+		now := time.Now()
+		for i := got / size; i < (got+k)/size; i++ {
+			arrived[i] = now
+		}
+		got += k
+	}
+	if err := <-writeErr; err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if !bytes.Equal(buf[i*size:(i+1)*size], bytes.Repeat([]byte{byte(i)}, size)) {
+			t.Fatalf("write %d arrived changed or out of order: % x", i, buf[i*size:(i+1)*size])
+		}
+		if d := arrived[i].Sub(sent[i]); d < lat {
+			t.Errorf("write %d of a burst arrived %v after it was sent, want at least %v", i, d, lat)
+		}
+		if d := arrived[i].Sub(burst); d > lat+margin {
+			t.Errorf("write %d of a burst arrived %v after the burst began, want %v (up to %v more)", i, d, lat, margin)
+		}
+	}
+}
+
+// TestLatencyWriteReturnsBeforeDelivery: a Write under latency returns
+// once its bytes are on the link, as a socket's does once the kernel has
+// them; nothing arrives before the latency; Close does not wait for an
+// hour's latency.
+func TestLatencyWriteReturnsBeforeDelivery(t *testing.T) {
 	h := newHub(t)
 	a, b := hubPair(t, h)
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: time.Hour})
-	fc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	fc.SetWriteDeadline(time.Now().Add(wait))
 	start := time.Now()
-	n, err := fc.Write([]byte("late"))
-	if n != 0 {
-		t.Errorf("Write = %d bytes, want 0", n)
+	write(t, fc, "late")
+	if d := time.Since(start); d > wait/2 {
+		t.Errorf("a Write under an hour's latency took %v", d)
 	}
-	wantTimeout(t, "Write", err)
-	atLeast(t, "a Write that times out", time.Since(start), 50*time.Millisecond)
-	// Nothing was sent.
 	b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if n, err := b.Read(make([]byte, 8)); n != 0 {
-		t.Errorf("peer read %d bytes of a timed-out Write", n)
+		t.Errorf("peer read %d bytes before the latency", n)
 	} else {
 		wantTimeout(t, "peer Read", err)
+	}
+	if err := fc.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if d := time.Since(start); d > wait {
+		t.Errorf("Close with bytes an hour away took %v", d)
 	}
 }
 
@@ -462,7 +524,7 @@ func TestFaultListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := <-accepted; got != sc {
+		if got, ok := testutil.FaultConnOf(sc); !ok || <-accepted != got {
 			t.Fatal("OnAccept saw another conn than Accept returned")
 		}
 	}
@@ -491,5 +553,73 @@ func TestFaultListener(t *testing.T) {
 	}
 	if got := fl.Counts().Latency; got != 2 {
 		t.Errorf("after SetFaults(zero), Counts().Latency = %d, want still 2", got)
+	}
+}
+
+// lingerFails is a TCP conn whose SetLinger fails with a bare errno.
+type lingerFails struct{ net.Conn }
+
+func (lingerFails) SetLinger(int) error { return syscall.EINVAL }
+
+// TestResetErrorsAreOpErrors: every error Reset returns is a *net.OpError
+// (Op "reset", Net and both addresses set) around the cause, as package
+// net reports a socket's errors.
+func TestResetErrorsAreOpErrors(t *testing.T) {
+	h := newHub(t)
+	dir := t.TempDir()
+	unixConn, _ := pair(t,
+		func() (net.Listener, error) { return transport.Listen(h, "unix", filepath.Join(dir, "s")) },
+		func(a net.Addr) (net.Conn, error) { return (&transport.Dialer{Hub: h}).Dial("unix", a.String()) })
+	a, _ := hubPair(t, h)
+	b, _ := hubPair(t, h)
+	closed := testutil.NewFaultConn(h, b, testutil.Faults{})
+	closed.Close()
+	for _, tc := range []struct {
+		name string
+		fc   *testutil.FaultConn
+		want error
+	}{
+		{"when SO_LINGER cannot be set", testutil.NewFaultConn(h, lingerFails{a}, testutil.Faults{}), syscall.EINVAL},
+		{"on a unix socket", testutil.NewFaultConn(h, unixConn, testutil.Faults{}), errors.ErrUnsupported},
+		{"once closed", closed, net.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.fc.Reset()
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "reset" || oe.Net == "" || oe.Source == nil || oe.Addr == nil {
+				t.Fatalf("Reset = %#v, want a *net.OpError with Op \"reset\", Net and addresses", err)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Errorf("Reset = %v, want it to match %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestResetWinsOverTheCloseItTriggers: a reader that closes the conn on
+// its Read error (as grpc-go does) must not make Reset fail: Reset claims
+// the close before it wakes anyone, and a later Close only reports
+// net.ErrClosed.
+func TestResetWinsOverTheCloseItTriggers(t *testing.T) {
+	h := newHub(t)
+	for i := range 20 {
+		a, _ := hubPair(t, h)
+		fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: 50 * time.Millisecond})
+		write(t, fc, "on the link") // the deliverer is busy when Reset comes
+		fc.Stall(time.Hour)
+		closed := make(chan error, 1)
+		go func() {
+			fc.Read(make([]byte, 1))
+			closed <- fc.Close()
+		}()
+		if err := fc.Reset(); err != nil {
+			t.Fatalf("round %d: Reset = %v, want nil", i, err)
+		}
+		if err := <-closed; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("round %d: the reader's Close = %v, want net.ErrClosed", i, err)
+		}
+		if n := fc.Counts().Reset; n != 1 {
+			t.Fatalf("round %d: Counts().Reset = %d, want 1", i, n)
+		}
 	}
 }

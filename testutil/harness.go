@@ -188,16 +188,17 @@ func NewEcho(opts ...EchoOption) (e *Echo, err error) {
 
 // StartEcho is NewEcho for tests: it fails t at once if the harness cannot
 // start, and registers a t.Cleanup that calls Close (reporting its error
-// with t.Error). Cleanups run last-in first-out, so one registered after
-// StartEcho (VerifyNoLeaks, say) runs before the harness is closed; check
-// for leaks in the parent test, or in TestMain with VerifyTestMain.
+// with t.Error). To check for leaks, call VerifyNoLeaks(t) before it (see
+// VerifyNoLeaks), or use VerifyTestMain.
 func StartEcho(t testing.TB, opts ...EchoOption) *Echo {
 	t.Helper()
 	e, err := NewEcho(opts...)
 	if err != nil {
 		t.Fatalf("testutil: starting the echo harness: %v", err)
 	}
+	forget := trackHarness(t, e)
 	t.Cleanup(func() {
+		forget()
 		if err := e.Close(); err != nil {
 			t.Errorf("testutil: closing the echo harness: %v", err)
 		}

@@ -304,3 +304,44 @@ func TestFaultDialerWithGRPCOptServer(t *testing.T) {
 		t.Error("no write was paced")
 	}
 }
+
+// TestRPCUnderLatencyTakesOneRoundTrip: with 50 ms of latency each way, a
+// unary call takes one round trip, 100 ms, plus processing, whatever the
+// writes: a 120 KiB request and reply are each written in at least four
+// Writes (grpc-go's 32 KiB write buffer), which, were Latency a delay per
+// Write, would take at least 400 ms.
+func TestRPCUnderLatencyTakesOneRoundTrip(t *testing.T) {
+	const (
+		lat    = 50 * time.Millisecond
+		margin = 250 * time.Millisecond // generous, and below the 300 ms per-Write delays add at least
+		runs   = 20
+	)
+	f := testutil.Faults{Latency: lat}
+	// Windows wide enough that flow control never waits a round trip.
+	const window = 1 << 20
+	e := testutil.StartEcho(t, testutil.WithServerFaults(f), testutil.WithClientFaults(f),
+		testutil.WithServerOptions(grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window)),
+		testutil.WithDialOptions(grpc.WithInitialWindowSize(window), grpc.WithInitialConnWindowSize(window)))
+	ctx := rpcContext(t)
+	payload := bytes.Repeat([]byte("x"), 120<<10)
+	for range 3 { // connect, and let flow control open its windows
+		if _, err := e.Client.Unary(ctx, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var slowest time.Duration
+	for range runs {
+		start := time.Now()
+		got, err := e.Client.Unary(ctx, payload)
+		d := time.Since(start)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("Unary = %d bytes, %v", len(got), err)
+		}
+		atLeast(t, "a call under 50 ms each way", d, 2*lat)
+		slowest = max(slowest, d)
+	}
+	if slowest >= 2*lat+margin {
+		t.Errorf("the slowest of %d calls under %v each way took %v, want under %v", runs, lat, slowest, 2*lat+margin)
+	}
+	t.Logf("slowest of %d calls: %v", runs, slowest)
+}

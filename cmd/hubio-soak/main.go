@@ -3,8 +3,13 @@
 // hub (latency, bandwidth limits, stalls, resets, half-open conns), and
 // server GracefulStop/restart cycles, and checks every byte: each message
 // carries a sequence number and a checksum, and a lost, duplicated or
-// corrupted message is a failure. It prints what it did and exits non-zero
-// on any failure or leak.
+// corrupted message is a failure. Each restart brings up the next kind of
+// server (grpcopt.Listen; net.Listen with grpcopt.ServerOption; a
+// netutil.LimitListener with ServerOption), and each kind must have had
+// its conns on the server hub. Each conn is tagged faulted when either
+// side got a fault; an RPC that fails on a fault-free conn outside a
+// restart window (see soak.fail) fails the run, with its status code. It
+// prints what it did and exits non-zero on any failure or leak.
 //
 //	go run ./cmd/hubio-soak -duration 10m
 package main
@@ -25,6 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.Restart, "restart", 5*time.Second, "server GracefulStop/restart period (0: never)")
 	flag.Float64Var(&cfg.FaultRate, "faults", 0.5, "probability that a new connection gets a fault")
 	flag.Int64Var(&cfg.Seed, "seed", 1, "random seed")
+	flag.DurationVar(&cfg.RPCTimeout, "rpc-timeout", 5*time.Second, "unary RPC deadline (streams get twice as long); a fault-free RPC that reaches it outside a restart fails the run")
 	flag.BoolVar(&cfg.NoWrap, "nowrap", false, "no fault wrappers (no faults either): the hub alone")
 	flag.BoolVar(&cfg.Std, "std", false, "package net instead of the hub, no faults: a baseline")
 	flag.Parse()
