@@ -7,10 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -32,6 +34,13 @@ type Config struct {
 	// DialTimeout bounds each connect, on top of the context grpc-go gives
 	// the dialer; zero means none.
 	DialTimeout time.Duration
+	// MeterProvider receives the metrics of the hub and of every conn these
+	// options create (see package telemetry); nil means
+	// otel.GetMeterProvider(). Telemetry, if set, is used instead, with
+	// its own options; NoTelemetry turns both off.
+	MeterProvider metric.MeterProvider
+	Telemetry     *telemetry.Telemetry
+	NoTelemetry   bool
 }
 
 func (c Config) hub() *poller.Hub {
@@ -56,6 +65,7 @@ func (c Config) wrap(hc *transport.Conn) (*Conn, error) {
 			return nil, err
 		}
 	}
+	c.instrument(hc)
 	return &Conn{hc}, nil
 }
 

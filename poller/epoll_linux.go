@@ -148,6 +148,7 @@ func (h *Hub) loopPark() {
 // report whether the loop must stop.
 func (h *Hub) pass() bool {
 	p := &h.p
+	h.obs.unpark()
 	for {
 		if h.closing.Load() {
 			return true
@@ -171,6 +172,7 @@ func (h *Hub) pass() bool {
 			}
 			p.file.SetReadDeadline(t)
 		}
+		h.obs.park()
 		return false
 	}
 }
@@ -180,7 +182,11 @@ func (h *Hub) pass() bool {
 func (h *Hub) poll(timeout int) int {
 	p := &h.p
 	h.iterations.Add(1)
+	if timeout != 0 {
+		h.obs.park()
+	}
 	n, err := p.wait(timeout)
+	h.obs.polled(max(n, 0))
 	if err != nil {
 		return 0 // EINTR; anything else would repeat on the next call
 	}
@@ -233,6 +239,7 @@ func (p *poll) wait(timeout int) (int, error) {
 
 // deliver wakes the directions an epoll event mask makes ready.
 func (r *Registration) deliver(events uint32) {
+	r.hub.obs.delivering(r, events&readEvents != 0, events&writeEvents != 0)
 	if events&readEvents != 0 {
 		r.dirs[Read].wake()
 	}

@@ -142,6 +142,8 @@ type Hub struct {
 	callbacks  atomic.Uint64
 	timersRun  atomic.Uint64
 	registered atomic.Int64
+
+	obs observing // telemetry hooks; see observer.go
 }
 
 // New creates a hub and starts its goroutine. Close it when done.
@@ -306,6 +308,9 @@ func (h *Hub) Schedule(f func()) error {
 		h.qmu.Unlock()
 		return h.closeErr
 	}
+	if len(h.queue) == 0 {
+		h.obs.queued()
+	}
 	h.queue = append(h.queue, f)
 	h.qmu.Unlock()
 	h.wake.Signal()
@@ -317,7 +322,9 @@ func (h *Hub) runQueue() {
 	h.qmu.Lock()
 	q := h.queue
 	h.queue = h.spare[:0]
+	queuedAt := h.obs.takeQueued()
 	h.qmu.Unlock()
+	h.obs.queueWait(queuedAt)
 	for i, f := range q {
 		q[i] = nil
 		f()
@@ -366,8 +373,11 @@ func (h *Hub) runTimers(fs []func()) ([]func(), int64) {
 		return fs[:0], 0
 	}
 	h.tm.mu.Lock()
-	fs, next := h.tm.popExpired(now(), fs[:0])
+	n := now()
+	late := h.tm.late(n)
+	fs, next := h.tm.popExpired(n, fs[:0])
 	h.tm.mu.Unlock()
+	h.obs.loopDelay(late)
 	ran := 0
 	for i, f := range fs {
 		if h.closing.Load() {
@@ -460,6 +470,8 @@ type direction struct {
 	deadline atomic.Int64
 	// timer wakes the waiter at deadline; guarded by hub.tm.mu.
 	timer timer
+	// probe measures hand-offs for telemetry; see observer.go.
+	probe handOffProbe
 }
 
 // Register adds fd to the hub's poll set, edge-triggered for reading and
@@ -602,7 +614,7 @@ func (r *Registration) Wait(m Mode) error {
 	if err := r.err(m); err != nil {
 		return err
 	}
-	<-r.dirs[m].token
+	r.hub.obs.receive(&r.dirs[m]) // <-r.dirs[m].token, measured
 	return r.err(m)
 }
 
