@@ -91,6 +91,13 @@ func (r *hubRegistry) add(t *Telemetry, h *poller.Hub) (o *hubObs, fresh bool) {
 	if o, ok := r.hubs[h]; ok {
 		return o, false
 	}
+	// Drop hubs that have closed since: with a provider that never
+	// collects (the global no-op one), observe would never prune them.
+	for old := range r.hubs {
+		if old.Err() != nil {
+			delete(r.hubs, old)
+		}
+	}
 	r.next++
 	o = &hubObs{t: t, h: h, id: r.next}
 	o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id))

@@ -103,7 +103,9 @@ var providers sync.Map // metric.MeterProvider → *Telemetry
 // ForProvider returns the Telemetry with default options for mp (nil means
 // otel.GetMeterProvider() as it is now), creating it on first use: every
 // caller that instruments through the same provider shares it, as grpcopt
-// does.
+// does. The Telemetry, and so mp, is held for the life of the process:
+// pass long-lived providers (tests that make one per case should build
+// their own with New).
 func ForProvider(mp metric.MeterProvider) (*Telemetry, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()

@@ -342,3 +342,22 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestClosedHubsAreForgotten checks that a Telemetry whose provider never
+// collects (as the global no-op one) does not keep closed hubs: instrumenting
+// a new hub drops them.
+func TestClosedHubsAreForgotten(t *testing.T) {
+	tel, r := newTelemetry(t)
+	for range 3 {
+		h := newHub(t)
+		tel.InstrumentHub(h)
+		h.Close()
+	}
+	if got := telemetry.HubsForTest(tel); got != 1 {
+		t.Errorf("%d hubs held after three closed hubs were instrumented one after another, want 1 (the last)", got)
+	}
+	r.collect()
+	if got := telemetry.HubsForTest(tel); got != 0 {
+		t.Errorf("%d hubs held after a collection, want 0", got)
+	}
+}
