@@ -37,6 +37,12 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		return errInstrumented
 	}
 	c.SetObserver(o)
+	if isClosed(c) {
+		// Closed before the observer was set: Close may not have seen it.
+		// (If it did, the second ObserveClose does nothing.)
+		o.ObserveClose(nil)
+		return nil
+	}
 	if o.tcp && t.cfg.tcpInterval > 0 {
 		o.mu.Lock()
 		if !o.closed {
@@ -233,4 +239,10 @@ func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 		}
 		return nil
 	}
+}
+
+// isClosed reports whether c has been closed: Control fails only then.
+func isClosed(c *transport.Conn) bool {
+	rc, err := c.SyscallConn()
+	return err != nil || rc.Control(func(uintptr) {}) != nil
 }

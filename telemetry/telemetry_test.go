@@ -361,3 +361,16 @@ func TestClosedHubsAreForgotten(t *testing.T) {
 		t.Errorf("%d hubs held after a collection, want 0", got)
 	}
 }
+
+func TestInstrumentClosedConn(t *testing.T) {
+	tel, r := newTelemetry(t)
+	c, _ := pair(t, newHub(t), "tcp")
+	c.Close()
+	if err := tel.InstrumentConn(c); err != nil {
+		t.Fatal(err)
+	}
+	m := r.collect()
+	if got := intSum(m[telemetry.MetricConnectionCount]); got != 0 {
+		t.Errorf("connection_count = %d after instrumenting a closed conn, want 0", got)
+	}
+}

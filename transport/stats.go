@@ -29,10 +29,10 @@ type IOObserver interface {
 	// (n > 0). It runs in the writing goroutine, serialised with other
 	// writes.
 	ObserveWrite(n int)
-	// ObserveClose runs once, in the goroutine that closes the conn, after
-	// waiters have been told and before the socket is closed. info is the
-	// socket's last TCP_INFO, or nil for a unix socket or when it could not
-	// be read.
+	// ObserveClose runs once, in the goroutine that closes the conn, as
+	// soon as the conn is marked closed: before its waiters are woken and
+	// before the socket is closed. info is the socket's last TCP_INFO, or
+	// nil for a unix socket or when it could not be read.
 	ObserveClose(info *TCPInfo)
 }
 
