@@ -9,11 +9,13 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -62,6 +64,14 @@ type Config struct {
 	// cannot be seen from a dialer, so a client given it together with
 	// DialOption must set NoProxy as well. See the package doc.
 	NoProxy bool
+
+	// MeterProvider receives the metrics of the hub and of every conn these
+	// options create (see package telemetry); nil means
+	// otel.GetMeterProvider(). Telemetry, if set, is used instead, with
+	// its own options; NoTelemetry turns both off.
+	MeterProvider metric.MeterProvider
+	Telemetry     *telemetry.Telemetry
+	NoTelemetry   bool
 
 	// resolver looks up host names for Dial; nil means net.DefaultResolver.
 	// Only tests set it, to dial names without DNS.
@@ -181,13 +191,14 @@ func (c Config) clientUserTimeout() time.Duration {
 
 // wrap turns a hub conn into what grpc-go is handed, with TCP_USER_TIMEOUT
 // set to userTimeout (none if 0).
-func wrap(hc *transport.Conn, userTimeout time.Duration) (*Conn, error) {
+func (c Config) wrap(hc *transport.Conn, userTimeout time.Duration) (*Conn, error) {
 	if userTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
 		if err := setUserTimeout(hc, userTimeout); err != nil {
 			hc.Close()
 			return nil, err
 		}
 	}
+	c.instrument(hc)
 	return &Conn{Conn: hc}, nil
 }
 
@@ -309,7 +320,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c, err := wrap(hc, l.cfg.serverUserTimeout()); err == nil {
+		if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
 			return c, nil
 		}
 	}
@@ -362,7 +373,7 @@ func (c Config) dialDirect(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, err
 	}
-	conn, err := wrap(hc, c.clientUserTimeout())
+	conn, err := c.wrap(hc, c.clientUserTimeout())
 	if err != nil {
 		return nil, err // not a typed nil in a net.Conn
 	}

@@ -127,7 +127,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		}
 		return nil, nil, err
 	}
-	hc, err := wrap(moved, c.cfg.serverUserTimeout())
+	hc, err := c.cfg.wrap(moved, c.cfg.serverUserTimeout())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -107,7 +107,7 @@ func (l *groupListener) Accept() (net.Conn, error) {
 		}
 		hc, err := cur.AcceptOn(l.cfg.hub)
 		if err == nil {
-			if c, err := wrap(hc, l.cfg.serverUserTimeout()); err == nil {
+			if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
 				return c, nil
 			}
 			continue

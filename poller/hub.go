@@ -161,6 +161,8 @@ type Hub struct {
 	callbacks  atomic.Uint64
 	timersRun  atomic.Uint64
 	registered atomic.Int64
+
+	obs observing // telemetry hooks; see observer.go
 }
 
 // New creates a hub and starts its goroutine. Close it when done.
@@ -377,6 +379,9 @@ func (h *Hub) Schedule(f func()) error {
 		h.qmu.Unlock()
 		return h.closeErr
 	}
+	if len(h.queue) == 0 {
+		h.obs.queued()
+	}
 	h.queue = append(h.queue, f)
 	h.qmu.Unlock()
 	h.wake.Signal()
@@ -388,7 +393,9 @@ func (h *Hub) runQueue() {
 	h.qmu.Lock()
 	q := h.queue
 	h.queue = h.spare[:0]
+	queuedAt := h.obs.takeQueued()
 	h.qmu.Unlock()
+	h.obs.queueWait(queuedAt)
 	if len(q) == 0 {
 		h.spare = q
 		return

@@ -110,6 +110,7 @@ func (h *Hub) loopPark() {
 // until the ready list is empty, set the deadline for the next timer, and
 // report whether the loop must stop.
 func (h *Hub) pass() bool {
+	h.obs.unpark()
 	for {
 		if h.closing.Load() {
 			return true
@@ -136,6 +137,7 @@ func (h *Hub) pass() bool {
 				return true
 			}
 		}
+		h.obs.park()
 		return false
 	}
 }
@@ -144,7 +146,11 @@ func (h *Hub) pass() bool {
 // returns the number of events harvested.
 func (h *Hub) poll(timeout int) int {
 	h.iterations.Add(1)
+	if timeout != 0 {
+		h.obs.park()
+	}
 	n, err := h.p.wait(timeout)
+	h.obs.polled(max(n, 0))
 	if err != nil {
 		h.fail(err)
 		return 0

@@ -59,6 +59,8 @@ type direction struct {
 	// timer wakes the waiter at deadline; guarded by hub.tm.mu (its f is
 	// immutable after Register).
 	timer timer
+	// probe measures hand-offs for telemetry; see observer.go.
+	probe handOffProbe
 }
 
 // Register adds fd to the hub's poll set, edge-triggered for reading and
@@ -172,6 +174,7 @@ func (r *Registration) deliver(read, write bool) {
 	if dropWakeups && dropThisWakeup() {
 		return // hubio_dropwakeup builds only: a deliberately lost wakeup
 	}
+	r.hub.obs.delivering(r, read, write)
 	if read {
 		r.dirs[Read].wake()
 	}
@@ -225,7 +228,7 @@ func (r *Registration) Wait(m Mode) error {
 	if err := r.err(m); err != nil {
 		return err
 	}
-	<-r.dirs[m].token
+	r.hub.obs.receive(&r.dirs[m]) // <-r.dirs[m].token, measured
 	return r.err(m)
 }
 

@@ -201,8 +201,11 @@ func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
 		return due[:0], 0
 	}
 	h.tm.mu.Lock()
-	due, next := h.tm.popExpired(now(), due[:0])
+	n := now()
+	late := h.tm.late(n)
+	due, next := h.tm.popExpired(n, due[:0])
 	h.tm.mu.Unlock()
+	h.obs.loopDelay(late)
 	ran := 0
 	for i, t := range due {
 		if h.closing.Load() {

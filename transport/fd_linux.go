@@ -35,6 +35,8 @@ type netFD struct {
 	wmu   sync.Mutex
 	// done is closed by destroy, once sysfd has been closed.
 	done chan struct{}
+	// stats counts syscalls and bytes; see stats.go.
+	stats connCounters
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -66,6 +68,7 @@ func (fd *netFD) Close() error {
 	if !fd.refs.markClosed() {
 		return net.ErrClosed
 	}
+	fd.observeClose()
 	fd.reg.Deregister()
 	fd.decref()
 	<-fd.done
@@ -93,6 +96,7 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		n, err := syscall.Read(fd.sysfd, p)
 		if err != nil {
 			if err == syscall.EAGAIN {
+				fd.stats.waitRead()
 				if err = fd.reg.Wait(poller.Read); err == nil {
 					continue
 				}
@@ -106,6 +110,7 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		if n == 0 {
 			return 0, io.EOF
 		}
+		fd.stats.read(n)
 		return n, nil
 	}
 }
@@ -126,6 +131,7 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 		b := pool.Get(min(size, maxRW))
 		n, err := syscall.Read(fd.sysfd, *b)
 		if err == nil && n > 0 {
+			fd.stats.read(n)
 			return b, n, nil
 		}
 		pool.Put(b)
@@ -133,6 +139,7 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 		case nil:
 			return nil, 0, io.EOF
 		case syscall.EAGAIN:
+			fd.stats.waitRead()
 			if err = fd.reg.Wait(poller.Read); err != nil {
 				return nil, 0, err
 			}
@@ -164,12 +171,14 @@ func (fd *netFD) Write(p []byte) (int, error) {
 		n, err := syscall.Write(fd.sysfd, chunk)
 		if n > 0 {
 			nn += n
+			fd.stats.wrote(n)
 		}
 		switch {
 		case err == nil && n == 0:
 			return nn, io.ErrUnexpectedEOF
 		case err == nil, err == syscall.EINTR:
 		case err == syscall.EAGAIN:
+			fd.stats.waitWrite()
 			if err = fd.reg.Wait(poller.Write); err != nil {
 				return nn, err
 			}
@@ -205,10 +214,12 @@ func (fd *netFD) writeBuffers(v *net.Buffers) (int64, error) {
 		if n > 0 {
 			total += int64(n)
 			consume(v, n)
+			fd.stats.wrote(n)
 		}
 		switch {
 		case err == nil, err == unix.EINTR:
 		case err == unix.EAGAIN:
+			fd.stats.waitWrite()
 			if err = fd.reg.Wait(poller.Write); err != nil {
 				return total, err
 			}

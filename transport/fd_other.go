@@ -18,7 +18,7 @@ import (
 var errUnsupported = fmt.Errorf("transport: hub sockets need Linux: %w", errors.ErrUnsupported)
 
 // netFD is empty where hub sockets are unsupported.
-type netFD struct{}
+type netFD struct{ stats connCounters }
 
 const (
 	shutRD, shutWR, solSocket, ipprotoTCP = 0, 1, 0, 0

@@ -26,7 +26,7 @@
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
 //	            [-conns 1] [-transports std,hub,threads] [-hubs 1,2,4]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
-//	            [-cpuprofile DIR]
+//	            [-cpuprofile DIR] [-metrics]
 //
 // The results table (markdown) and the hubs' events and polls per RPC go
 // to stdout, a chart of RPCs/s to the -svg file, one CPU profile per run to
@@ -94,6 +94,7 @@ type config struct {
 	idle       int           // idle mode: this many idle conns per transport
 	svg        string        // chart path; "" for none
 	cpuprofile string        // directory for one CPU profile per run; "" for none
+	metrics    bool          // compare telemetry off and on (see transportHubSDK)
 }
 
 // Flag defaults, and what -quick changes them to unless they are given.
@@ -128,6 +129,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
+	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub,hub-sdk unless given (hub: no MeterProvider installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -135,9 +137,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if cfg.metrics && !given["transports"] {
+		cfg.transports = []string{transportHubNoTel, transportHub, transportHubSDK}
+	}
 	if cfg.quick {
-		given := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 		if !given["rounds"] {
 			cfg.rounds = quickRounds
 		}
@@ -183,7 +188,7 @@ func (c config) check() error {
 	}
 	for _, t := range c.transports {
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN or threads)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk or hub-notel)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {

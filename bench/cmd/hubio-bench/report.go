@@ -41,6 +41,7 @@ func writeTable(w io.Writer, cfg config, results []caseResult) {
 		"threads: peak OS threads of the process.")
 	writeHubCost(w, cfg, results)
 	writeHubLoad(w, cfg, results)
+	writeTelemetryCost(w, cfg, results)
 	for _, cr := range results {
 		for t, name := range cfg.transports {
 			if o := cr.outcomes[t]; o.err != nil && o.rounds > 0 {
@@ -122,4 +123,50 @@ func cell(err error) string {
 		s = s[:200] + "…"
 	}
 	return s
+}
+
+// writeTelemetryCost writes what telemetry costs per case: RPCs/s and
+// allocations per RPC of hub (no MeterProvider installed) and hub-sdk (an
+// SDK provider) against hub-notel (no telemetry), from the same run.
+// Nothing unless hub-notel and one of the others ran.
+func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
+	base := slices.Index(cfg.transports, transportHubNoTel)
+	if base < 0 {
+		return
+	}
+	var cols []int
+	for _, name := range []string{transportHub, transportHubSDK} {
+		if i := slices.Index(cfg.transports, name); i >= 0 {
+			cols = append(cols, i)
+		}
+	}
+	if len(cols) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| case |")
+	for _, c := range cols {
+		fmt.Fprintf(w, " %s RPCs/s vs notel | %s Δallocs/RPC |", cfg.transports[c], cfg.transports[c])
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "|---|")
+	for range cols {
+		fmt.Fprint(w, "--:|--:|")
+	}
+	fmt.Fprintln(w)
+	for _, cr := range results {
+		b := cr.outcomes[base]
+		fmt.Fprintf(w, "| %s |", cr.c)
+		for _, c := range cols {
+			o := cr.outcomes[c]
+			if b.rounds == 0 || o.rounds == 0 || b.med.rps == 0 {
+				fmt.Fprint(w, " – | – |")
+				continue
+			}
+			fmt.Fprintf(w, " %+.1f%% | %+.1f |", 100*(o.med.rps/b.med.rps-1), o.med.allocsPerRPC-b.med.allocsPerRPC)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nTelemetry cost: RPCs/s relative to hub-notel (no telemetry) and extra allocations per RPC; "+
+		"hub records with no MeterProvider installed, hub-sdk into an OpenTelemetry SDK provider.")
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -17,10 +19,20 @@ const (
 	transportStd     = "std"
 	transportHub     = "hub"
 	transportThreads = "threads"
+	// The hub transport again, for the telemetry cost (-metrics): hub
+	// records through otel.GetMeterProvider() with no provider installed
+	// (grpcopt's default), hub-sdk through an OpenTelemetry SDK provider
+	// with a ManualReader, hub-notel not at all (Config.NoTelemetry).
+	transportHubSDK   = "hub-sdk"
+	transportHubNoTel = "hub-notel"
 )
 
 func knownTransport(name string) bool {
-	return name == transportStd || name == transportThreads || groupSize(name) > 0
+	switch name {
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel:
+		return true
+	}
+	return groupSize(name) > 0
 }
 
 // endpoints is one transport's server listener and options and its client
@@ -68,7 +80,7 @@ func newEndpoints(name string) (*endpoints, error) {
 	switch name {
 	case transportStd:
 		e.lis, err = net.Listen("tcp", addr)
-	case transportHub:
+	case transportHub, transportHubSDK, transportHubNoTel:
 		var serverHub, clientHub *poller.Hub
 		if serverHub, err = poller.New(); err != nil {
 			return nil, err
@@ -78,16 +90,30 @@ func newEndpoints(name string) (*endpoints, error) {
 			return nil, err
 		}
 		e.hubs = []*poller.Hub{serverHub, clientHub}
+		server, client := grpcopt.Config{Hub: serverHub}, grpcopt.Config{Hub: clientHub}
+		var mp *sdkmetric.MeterProvider
+		switch name {
+		case transportHubSDK:
+			// A reader that is never collected during the run: the cost
+			// measured is recording, as between two scrapes.
+			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			server.MeterProvider, client.MeterProvider = mp, mp
+		case transportHubNoTel:
+			server.NoTelemetry, client.NoTelemetry = true, true
+		}
 		e.close = func() {
 			serverHub.Close()
 			clientHub.Close()
+			if mp != nil {
+				mp.Shutdown(context.Background())
+			}
 		}
-		if e.lis, err = grpcopt.Listen(serverHub, "tcp", addr); err != nil {
+		if e.lis, err = server.Listen("tcp", addr); err != nil {
 			e.close()
 			return nil, err
 		}
-		e.serverOpts = append(e.serverOpts, grpcopt.ServerOption(serverHub, nil))
-		e.dialOpts = append(e.dialOpts, grpcopt.DialOption(clientHub))
+		e.serverOpts = append(e.serverOpts, server.ServerOption(nil))
+		e.dialOpts = append(e.dialOpts, client.DialOption())
 	case transportThreads:
 		var l *threads.Listener
 		if l, err = threads.Listen(addr); err == nil {

@@ -1,0 +1,26 @@
+package grpcopt
+
+import (
+	"github.com/hubio/hubio/telemetry"
+	"github.com/hubio/hubio/transport"
+)
+
+// instrument makes a new hub conn, and its hub, report metrics as the
+// Config says (by default through otel.GetMeterProvider()). Metrics never
+// fail a connection: an error here (instruments the provider refused)
+// leaves the conn uninstrumented.
+func (c Config) instrument(hc *transport.Conn) {
+	if c.NoTelemetry {
+		return
+	}
+	t := c.Telemetry
+	if t == nil {
+		var err error
+		if t, err = telemetry.ForProvider(c.MeterProvider); err != nil {
+			return
+		}
+	}
+	if t.InstrumentHub(hc.Hub()) == nil {
+		t.InstrumentConn(hc)
+	}
+}

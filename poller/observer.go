@@ -1,0 +1,218 @@
+package poller
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Observer receives the distributions a hub measures once SetObserver has
+// given it one. The poller imports no metrics library: package telemetry
+// implements Observer with OpenTelemetry instruments, and a hub with no
+// observer measures nothing beyond the counters of Stats.
+//
+// Every method must return quickly, must not block and should not
+// allocate: all but HandOff run on the hub goroutine, between events.
+type Observer interface {
+	// LoopDelay reports how late timers ran: for each pass of the loop
+	// that ran timers, the time from the earliest due timer's expiry to
+	// the moment the hub looked at the heap (Node's event-loop delay).
+	// Hub goroutine.
+	LoopDelay(d time.Duration)
+	// Iteration reports the events one epoll_wait returned, the hub's
+	// own wakeup included. Hub goroutine.
+	Iteration(events int)
+	// QueueWait reports how long the first callback of a batch (the one
+	// that waited longest) sat in Schedule's queue before the hub ran the
+	// batch. Hub goroutine.
+	QueueWait(d time.Duration)
+	// HandOff reports one sampled hand-off: the time from the hub goroutine
+	// leaving a readiness token for a parked waiter to that waiter running
+	// again, which is the runtime's wake-up cost. It runs on the waiter's
+	// goroutine.
+	HandOff(d time.Duration)
+}
+
+// SetObserver makes the hub report to o (nil stops reporting) and starts
+// the loop-time accounting read by LoopTime. One hand-off in every
+// handOffEvery is measured (1 measures all; ≤ 0 measures none). A later call
+// replaces the observer. SetObserver wakes the hub once, so that an idle
+// hub starts accounting its park at once.
+func (h *Hub) SetObserver(o Observer, handOffEvery int) {
+	if o == nil {
+		h.obs.box.Store(nil)
+		return
+	}
+	b := &observerBox{o: o}
+	if handOffEvery > 0 {
+		b.every = uint32(handOffEvery)
+	}
+	h.obs.since.CompareAndSwap(0, now())
+	h.obs.box.Store(b)
+	h.Schedule(func() {}) // a closed hub has no loop time to account
+}
+
+// LoopTime returns how long the hub goroutine has been busy and how long it
+// has been parked waiting for events since the first SetObserver, as Node's
+// event-loop utilization counts them: utilization over an interval is
+// Δbusy / (Δbusy + Δidle). Both are zero before SetObserver.
+func (h *Hub) LoopTime() (busy, idle time.Duration) {
+	since := h.obs.since.Load()
+	if since == 0 {
+		return 0, 0
+	}
+	n := now()
+	i := h.obs.idle.Load()
+	if at := h.obs.parkedAt.Load(); at != 0 {
+		i += n - at
+	}
+	total := n - since
+	i = min(max(i, 0), total)
+	return time.Duration(total - i), time.Duration(i)
+}
+
+// observerBox holds an observer with its sampling period, so that one
+// atomic load reads both.
+type observerBox struct {
+	o     Observer
+	every uint32 // measure one hand-off in every; 0 for none
+}
+
+// observing is a hub's telemetry state.
+//
+// Ownership: box is stored by SetObserver (any goroutine) and loaded by
+// everyone. tick is the hub goroutine's. idle and parkedAt are written by
+// the hub goroutine only and read by LoopTime. queuedAt is written under
+// the hub's qmu. since is set once.
+type observing struct {
+	box      atomic.Pointer[observerBox]
+	tick     uint32       // hand-offs delivered since the last sampled one
+	since    atomic.Int64 // hub clock of the first SetObserver; 0 before
+	idle     atomic.Int64 // ns parked, over the parks that have ended
+	parkedAt atomic.Int64 // hub clock at which the current park began; 0 while running
+	queuedAt int64        // hub clock at which the queue became non-empty; under qmu
+}
+
+// on returns the observer box, or nil when nobody observes.
+func (s *observing) on() *observerBox { return s.box.Load() }
+
+// park notes that the hub goroutine is about to wait for events. Hub
+// goroutine only.
+func (s *observing) park() {
+	if s.on() != nil {
+		s.parkedAt.Store(now())
+	}
+}
+
+// unpark ends the current park, if any. Hub goroutine only.
+func (s *observing) unpark() {
+	if at := s.parkedAt.Load(); at != 0 {
+		s.idle.Add(now() - at)
+		s.parkedAt.Store(0)
+	}
+}
+
+// polled ends a park and reports the events of one epoll_wait. Hub
+// goroutine only.
+func (s *observing) polled(events int) {
+	s.unpark()
+	if b := s.on(); b != nil {
+		b.o.Iteration(events)
+	}
+}
+
+// queued notes the time a callback entered an empty queue. qmu held.
+func (s *observing) queued() {
+	if s.on() != nil {
+		s.queuedAt = now()
+	}
+}
+
+// takeQueued returns and clears the time the queue became non-empty. qmu
+// held.
+func (s *observing) takeQueued() int64 {
+	at := s.queuedAt
+	s.queuedAt = 0
+	return at
+}
+
+// queueWait reports the wait of a batch whose first callback was queued at
+// at (0: not measured). Hub goroutine only.
+func (s *observing) queueWait(at int64) {
+	if at == 0 {
+		return
+	}
+	if b := s.on(); b != nil {
+		b.o.QueueWait(time.Duration(now() - at))
+	}
+}
+
+// loopDelay reports how late the earliest due timer ran (late < 0: none
+// was due). Hub goroutine only.
+func (s *observing) loopDelay(late int64) {
+	if late < 0 {
+		return
+	}
+	if b := s.on(); b != nil {
+		b.o.LoopDelay(time.Duration(late))
+	}
+}
+
+// late returns how far n is past the earliest timer's expiry, or -1 if no
+// timer is due at n. mu must be held.
+func (ts *timers) late(n int64) int64 {
+	if len(ts.heap) == 0 || ts.heap[0].when > n {
+		return -1
+	}
+	return n - ts.heap[0].when
+}
+
+// delivering stamps a sampled hand-off before deliver wakes r's waiters.
+// Only a direction whose waiter is parked in Wait is stamped, so the
+// measured time is a wake-up and never the idle time before a Wait. Hub
+// goroutine only.
+func (s *observing) delivering(r *Registration, read, write bool) {
+	b := s.on()
+	if b == nil || b.every == 0 {
+		return
+	}
+	for m, ready := range [2]bool{read, write} {
+		p := &r.dirs[m].probe
+		if !ready || !p.parked.Load() {
+			continue
+		}
+		s.tick++
+		if s.tick < b.every {
+			continue
+		}
+		s.tick = 0
+		p.wokeAt.Store(now())
+	}
+}
+
+// handOffProbe measures one direction's hand-offs.
+//
+// Ownership: parked is set and cleared by the waiter around its park;
+// wokeAt is stamped by the hub goroutine (only while parked is set) and
+// taken by the waiter once it runs.
+type handOffProbe struct {
+	parked atomic.Bool
+	wokeAt atomic.Int64
+}
+
+// receive parks on d's token, measuring the hand-off when a hub with an
+// observer stamps it. Waiter's goroutine.
+func (s *observing) receive(d *direction) {
+	b := s.on()
+	if b == nil || b.every == 0 {
+		<-d.token
+		return
+	}
+	p := &d.probe
+	p.wokeAt.Store(0)
+	p.parked.Store(true)
+	<-d.token
+	p.parked.Store(false)
+	if at := p.wokeAt.Swap(0); at != 0 {
+		b.o.HandOff(time.Duration(now() - at))
+	}
+}

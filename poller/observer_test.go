@@ -1,0 +1,122 @@
+//go:build linux
+
+package poller_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// recorder is a poller.Observer that keeps what it is told.
+type recorder struct {
+	mu                      sync.Mutex
+	delays, waits, handOffs []time.Duration
+	iterations, eventsTotal int
+}
+
+func (r *recorder) LoopDelay(d time.Duration) {
+	r.mu.Lock()
+	r.delays = append(r.delays, d)
+	r.mu.Unlock()
+}
+func (r *recorder) QueueWait(d time.Duration) {
+	r.mu.Lock()
+	r.waits = append(r.waits, d)
+	r.mu.Unlock()
+}
+func (r *recorder) HandOff(d time.Duration) {
+	r.mu.Lock()
+	r.handOffs = append(r.handOffs, d)
+	r.mu.Unlock()
+}
+func (r *recorder) Iteration(n int) {
+	r.mu.Lock()
+	r.iterations++
+	r.eventsTotal += n
+	r.mu.Unlock()
+}
+
+func (r *recorder) counts() (delays, waits, handOffs, iterations int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.delays), len(r.waits), len(r.handOffs), r.iterations
+}
+
+func TestObserverSeesTimersCallbacksAndHandOffs(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		rec := &recorder{}
+		h.SetObserver(rec, 1)
+		fired := make(chan struct{})
+		h.AfterFunc(time.Millisecond, func() { close(fired) })
+		within(t, 5*time.Second, fired, "AfterFunc")
+		ran := make(chan struct{})
+		h.Schedule(func() { close(ran) })
+		within(t, 5*time.Second, ran, "Schedule")
+
+		// A reader parked on a pipe, woken by a write: one hand-off.
+		r, w := pipe(t)
+		reg, err := h.Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Deregister()
+		// Rounds of: park a reader, write once it has had time to park,
+		// see it wake. A write that beats the park leaves a token and no
+		// hand-off, so rounds repeat until one is measured.
+		buf := make([]byte, 16)
+		rounds := 0
+		for ; rounds < 100; rounds++ {
+			reg.Prepare(poller.Read)
+			got := make(chan error, 1)
+			go func() { got <- reg.Wait(poller.Read) }()
+			select {
+			case <-got: // a spurious wake: try again
+				continue
+			case <-time.After(20 * time.Millisecond):
+			}
+			unix.Write(w, []byte{1})
+			if err := within(t, 5*time.Second, got, "woken reader"); err != nil {
+				t.Fatal(err)
+			}
+			unix.Read(r, buf)
+			if _, _, n, _ := rec.counts(); n > 0 {
+				break
+			}
+		}
+		delays, waits, handOffs, iterations := rec.counts()
+		if delays == 0 || waits == 0 || iterations == 0 {
+			t.Errorf("observer saw %d loop delays, %d queue waits, %d iterations; want each > 0", delays, waits, iterations)
+		}
+		if handOffs != 1 {
+			t.Errorf("observer saw %d hand-offs over %d rounds, want 1 (the rounds stop at the first)", handOffs, rounds+1)
+		}
+	})
+}
+
+func TestLoopTimeOfIdleHubIsMostlyIdle(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		if busy, idle := h.LoopTime(); busy != 0 || idle != 0 {
+			t.Fatalf("LoopTime before SetObserver = %v, %v; want zeros", busy, idle)
+		}
+		h.SetObserver(&recorder{}, 0)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			busy, idle := h.LoopTime()
+			if idle >= 100*time.Millisecond {
+				if busy > idle/2 {
+					t.Errorf("idle hub: busy %v, idle %v", busy, idle)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("idle hub accounted %v parked in 10 s (busy %v)", idle, busy)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a condition
+		}
+	})
+}

@@ -1,0 +1,248 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/hubio/hubio/transport"
+)
+
+// errInstrumented is returned for a conn instrumented twice by one
+// Telemetry.
+var errInstrumented = errors.New("telemetry: conn already instrumented")
+
+// InstrumentConn makes c report A80's metrics: it counts as created and
+// active until it closes, its syscalls feed grpc.tcp.write_size and
+// grpc.tcp.read_size, and (TCP only) its TCP_INFO is sampled on its hub's
+// timers and once more when it closes. Instrument the conn's hub too
+// (InstrumentHub) for the hub metrics.
+func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
+	o := &connObs{t: t, c: c}
+	o.tcp = c.LocalAddr() != nil && c.LocalAddr().Network() == "tcp"
+	var kvs []attribute.KeyValue
+	if t.cfg.addrLabels && o.tcp {
+		kvs = append(addrAttrs("network.local", c.LocalAddr()), addrAttrs("network.peer", c.RemoteAddr())...)
+	}
+	o.attrs = attribute.NewSet(kvs...)
+	if len(kvs) > 0 {
+		o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
+		o.addOpts = []metric.AddOption{metric.WithAttributeSet(o.attrs)}
+	}
+	if !t.conns.add(o) {
+		return errInstrumented
+	}
+	c.SetObserver(o)
+	if isClosed(c) {
+		// Closed before the observer was set: Close may not have seen it.
+		// (If it did, the second ObserveClose does nothing.)
+		o.ObserveClose(nil)
+		return nil
+	}
+	if o.tcp && t.cfg.tcpInterval > 0 {
+		o.mu.Lock()
+		if !o.closed {
+			o.arm()
+		}
+		o.mu.Unlock()
+	}
+	return nil
+}
+
+// addrAttrs returns A80's address labels for a TCP address.
+func addrAttrs(prefix string, a net.Addr) []attribute.KeyValue {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	return []attribute.KeyValue{
+		attribute.String(prefix+".address", ta.IP.String()),
+		attribute.Int(prefix+".port", ta.Port),
+	}
+}
+
+// connObs is one instrumented conn: a transport.IOObserver.
+//
+// Ownership: t, c, tcp, attrs and the option slices are set before the
+// observer is installed and never change. mu guards last, stop and closed:
+// the TCP_INFO timer (hub goroutine) and ObserveClose (the closing
+// goroutine) both take it.
+type connObs struct {
+	t       *Telemetry
+	c       *transport.Conn
+	tcp     bool
+	attrs   attribute.Set
+	opts    []metric.RecordOption // attrs, for histograms; nil when empty
+	addOpts []metric.AddOption    // attrs, for counters; nil when empty
+
+	mu     sync.Mutex
+	last   transport.TCPInfo // the previous sample: counters are recorded as deltas
+	stop   func() bool       // cancels the pending TCP_INFO timer
+	closed bool
+}
+
+// ObserveRead records one read syscall's size.
+func (o *connObs) ObserveRead(n int) { o.t.inst.readSize.Record(bg, float64(n), o.opts...) }
+
+// ObserveWrite records one write syscall's size.
+func (o *connObs) ObserveWrite(n int) { o.t.inst.writeSize.Record(bg, float64(n), o.opts...) }
+
+// ObserveClose cancels the TCP_INFO timer, records the last sample (with
+// grpc.tcp.recurring_retransmits, which A80 takes at close) and retires the
+// conn's counters.
+func (o *connObs) ObserveClose(info *transport.TCPInfo) {
+	o.mu.Lock()
+	o.closed = true
+	if o.stop != nil {
+		o.stop()
+		o.stop = nil
+	}
+	if info != nil {
+		o.record(*info, true)
+	}
+	o.mu.Unlock()
+	o.t.conns.remove(o)
+}
+
+// arm sets the TCP_INFO alarm at a random 10–110% of the interval, on the
+// conn's hub. mu held.
+func (o *connObs) arm() {
+	o.stop = o.c.Hub().AfterFunc(jitter(o.t.cfg.tcpInterval), o.sample)
+}
+
+// sample is the TCP_INFO alarm; it runs on the hub goroutine.
+func (o *connObs) sample() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	if info, err := o.c.TCPInfo(); err == nil {
+		o.record(info, false)
+	}
+	o.arm()
+}
+
+// record records one TCP_INFO sample: the histograms with its values, the
+// counters with what grew since the previous sample. mu held.
+func (o *connObs) record(info transport.TCPInfo, final bool) {
+	in := &o.t.inst
+	if info.MinRTT > 0 {
+		in.minRTT.Record(bg, info.MinRTT.Seconds(), o.opts...)
+	}
+	if !info.DeliveryRateAppLimited && info.DeliveryRate > 0 {
+		in.deliveryRate.Record(bg, float64(info.DeliveryRate), o.opts...)
+	}
+	add := func(c metric.Int64Counter, now, prev uint64) {
+		if now > prev {
+			c.Add(bg, int64(now-prev), o.addOpts...)
+		}
+	}
+	last := &o.last
+	add(in.packetsSent, uint64(info.PacketsSent), uint64(last.PacketsSent))
+	add(in.packetsRetrans, uint64(info.PacketsRetransmitted), uint64(last.PacketsRetransmitted))
+	add(in.packetsSpurious, uint64(info.PacketsSpuriousRetransmitted), uint64(last.PacketsSpuriousRetransmitted))
+	add(in.bytesSent, info.BytesSent, last.BytesSent)
+	add(in.bytesRetrans, info.BytesRetransmitted, last.BytesRetransmitted)
+	if final {
+		add(in.recurRTO, uint64(info.Retransmits), 0)
+	}
+	o.last = info
+}
+
+// connRegistry holds the instrumented conns that are open, and what the
+// closed ones counted, per attribute set, for the observable A80 counters.
+type connRegistry struct {
+	mu   sync.Mutex
+	live map[*transport.Conn]*connObs
+	aggs map[attribute.Distinct]*connAgg
+}
+
+// connAgg is what the conns of one attribute set counted.
+type connAgg struct {
+	attrs         attribute.Set
+	opt           metric.ObserveOption
+	created, live int64
+	reads, writes uint64 // syscalls of closed conns
+}
+
+func (r *connRegistry) init() {
+	r.live = make(map[*transport.Conn]*connObs)
+	r.aggs = make(map[attribute.Distinct]*connAgg)
+}
+
+// add registers o; false if its conn is registered already.
+func (r *connRegistry) add(o *connObs) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.live[o.c]; ok {
+		return false
+	}
+	r.live[o.c] = o
+	a := r.agg(o.attrs)
+	a.created++
+	a.live++
+	return true
+}
+
+// remove retires o's counters; a second call does nothing.
+func (r *connRegistry) remove(o *connObs) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.live[o.c] != o {
+		return
+	}
+	delete(r.live, o.c)
+	a := r.agg(o.attrs)
+	s := o.c.Stats()
+	a.live--
+	a.reads += s.Reads
+	a.writes += s.Writes
+}
+
+// agg returns the aggregate of an attribute set. mu held.
+func (r *connRegistry) agg(set attribute.Set) *connAgg {
+	a, ok := r.aggs[set.Equivalent()]
+	if !ok {
+		a = &connAgg{attrs: set, opt: metric.WithAttributeSet(set)}
+		r.aggs[set.Equivalent()] = a
+	}
+	return a
+}
+
+// observe is the callback of the observable A80 counters.
+func (r *connRegistry) observe(t *Telemetry) metric.Callback {
+	return func(_ context.Context, ob metric.Observer) error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		type sums struct{ reads, writes uint64 }
+		live := make(map[attribute.Distinct]sums, len(r.aggs))
+		for _, o := range r.live {
+			s := o.c.Stats()
+			k := o.attrs.Equivalent()
+			v := live[k]
+			v.reads += s.Reads
+			v.writes += s.Writes
+			live[k] = v
+		}
+		in := &t.inst
+		for k, a := range r.aggs {
+			l := live[k]
+			ob.ObserveInt64(in.created, a.created, a.opt)
+			ob.ObserveInt64(in.connCount, a.live, a.opt)
+			ob.ObserveInt64(in.syscallReads, int64(a.reads+l.reads), a.opt)
+			ob.ObserveInt64(in.syscallWrites, int64(a.writes+l.writes), a.opt)
+		}
+		return nil
+	}
+}
+
+// isClosed reports whether c has been closed: Control fails only then.
+func isClosed(c *transport.Conn) bool {
+	rc, err := c.SyscallConn()
+	return err != nil || rc.Control(func(uintptr) {}) != nil
+}

@@ -1,0 +1,23 @@
+// Package telemetry exports what hubs and hub conns count as OpenTelemetry
+// metrics: gRFC A80's TCP metrics (grpc.tcp.*) for each conn, and event-loop
+// metrics (hubio.hub.*) for each hub.
+//
+// Packages poller and transport import no metrics library. They keep plain
+// counters (Hub.Stats, Hub.LoopTime, Conn.Stats, Conn.TCPInfo) and report
+// distributions to an observer only when one is set (Hub.SetObserver,
+// Conn.SetObserver). This package is that observer: counters are read by
+// observable instruments when a reader collects, distributions are recorded
+// into histograms, and TCP_INFO is sampled on the hub's own timers with
+// A80's algorithm (first sample at a random 10–110% of the interval,
+// re-armed the same way, one last sample when the conn closes).
+//
+// grpcopt instruments every hub and conn it creates, through
+// otel.GetMeterProvider() unless its Config says otherwise. Programs that
+// use transport and poller directly call InstrumentHub and InstrumentConn
+// (or the methods of a Telemetry built with New).
+//
+// Cost: with no MeterProvider installed, instruments are OpenTelemetry's
+// no-ops; a conn then pays one atomic load and an empty call per syscall,
+// and a hub a few atomic operations and clock reads per wake-up.
+// Recording allocates nothing.
+package telemetry

@@ -1,0 +1,202 @@
+//go:build linux
+
+package telemetry_test
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/telemetry"
+	"github.com/hubio/hubio/transport"
+)
+
+// reader is a ManualReader on an SDK provider, shut down at cleanup.
+type reader struct {
+	t  testing.TB
+	r  *sdkmetric.ManualReader
+	mp *sdkmetric.MeterProvider
+}
+
+func newReader(t testing.TB) *reader {
+	t.Helper()
+	r := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	return &reader{t: t, r: r, mp: mp}
+}
+
+// newTelemetry returns a Telemetry recording into a fresh reader.
+func newTelemetry(t testing.TB, opts ...telemetry.Option) (*telemetry.Telemetry, *reader) {
+	t.Helper()
+	r := newReader(t)
+	tel, err := telemetry.New(append([]telemetry.Option{telemetry.WithMeterProvider(r.mp)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tel, r
+}
+
+// collect reads every metric of the hubio scope, by name.
+func (r *reader) collect() map[string]metricdata.Aggregation {
+	r.t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.r.Collect(context.Background(), &rm); err != nil {
+		r.t.Fatal(err)
+	}
+	out := make(map[string]metricdata.Aggregation)
+	for _, sm := range rm.ScopeMetrics {
+		if sm.Scope.Name != telemetry.ScopeName {
+			continue
+		}
+		for _, m := range sm.Metrics {
+			out[m.Name] = m.Data
+		}
+	}
+	return out
+}
+
+// intSum returns the sum of an int64 sum's data points (0 if absent).
+func intSum(a metricdata.Aggregation) int64 {
+	s, ok := a.(metricdata.Sum[int64])
+	if !ok {
+		return 0
+	}
+	var v int64
+	for _, dp := range s.DataPoints {
+		v += dp.Value
+	}
+	return v
+}
+
+// histStats returns the count, sum, min and max over a histogram's points.
+func histStats(a metricdata.Aggregation) (count uint64, sum, lo, hi float64) {
+	switch h := a.(type) {
+	case metricdata.Histogram[float64]:
+		for i, dp := range h.DataPoints {
+			count += dp.Count
+			sum += dp.Sum
+			if m, ok := dp.Min.Value(); ok && (i == 0 || m < lo) {
+				lo = m
+			}
+			if m, ok := dp.Max.Value(); ok && m > hi {
+				hi = m
+			}
+		}
+	case metricdata.Histogram[int64]:
+		for _, dp := range h.DataPoints {
+			count += dp.Count
+			sum += float64(dp.Sum)
+		}
+	}
+	return count, sum, lo, hi
+}
+
+// pointAttrs returns the attribute sets of a metric's data points.
+func pointAttrs(a metricdata.Aggregation) []attribute.Set {
+	var out []attribute.Set
+	switch d := a.(type) {
+	case metricdata.Sum[int64]:
+		for _, dp := range d.DataPoints {
+			out = append(out, dp.Attributes)
+		}
+	case metricdata.Histogram[float64]:
+		for _, dp := range d.DataPoints {
+			out = append(out, dp.Attributes)
+		}
+	case metricdata.Gauge[float64]:
+		for _, dp := range d.DataPoints {
+			out = append(out, dp.Attributes)
+		}
+	}
+	return out
+}
+
+// waitFor polls cond every few milliseconds until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, not synchronising
+	}
+	return true
+}
+
+func newHub(t testing.TB) *poller.Hub {
+	t.Helper()
+	h, err := poller.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// pair returns two connected hub conns on h (client, server), closed at
+// cleanup. network is "tcp" (loopback) or "unix".
+func pair(t testing.TB, h *poller.Hub, network string) (*transport.Conn, *transport.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = filepath.Join(t.TempDir(), "s")
+	}
+	l, err := transport.ListenHub(h, network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	type res struct {
+		c   *transport.Conn
+		err error
+	}
+	acc := make(chan res, 1)
+	go func() {
+		c, err := l.AcceptConn()
+		acc <- res{c, err}
+	}()
+	d := transport.Dialer{Hub: h}
+	c, err := d.DialHub(context.Background(), network, l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	a := <-acc
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	t.Cleanup(func() { a.c.Close() })
+	return c, a.c
+}
+
+// pump writes chunks from w and reads them all on r; it returns the bytes
+// written.
+func pump(t testing.TB, w, r *transport.Conn, chunks []int) int {
+	t.Helper()
+	total := 0
+	for _, n := range chunks {
+		total += n
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.Discard, r, int64(total))
+		done <- err
+	}()
+	for _, n := range chunks {
+		if _, err := w.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return total
+}

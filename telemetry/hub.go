@@ -1,0 +1,164 @@
+package telemetry
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/hubio/hubio/poller"
+)
+
+// InstrumentHub makes h report the hubio.hub.* metrics, identified by the
+// attribute hubio.hub.id (1, 2, ... in the order hubs are instrumented by
+// this Telemetry). It sets h's poller.Observer (replacing any other) and,
+// unless WithLoopDelayProbe turned it off, arms the loop-delay probe on h.
+// Instrumenting a hub twice does nothing. A closed hub leaves the metrics
+// at its next collection.
+func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
+	if err := h.Err(); err != nil {
+		return err
+	}
+	o, fresh := t.hubs.add(t, h)
+	if !fresh {
+		return nil
+	}
+	h.SetObserver(o, t.cfg.handOffEvery)
+	if t.cfg.delayProbe > 0 {
+		o.probe()
+	}
+	return nil
+}
+
+// hubObs is one instrumented hub: a poller.Observer.
+//
+// Ownership: t, h, id, attrs and opts never change after add. mu guards
+// the utilization window (lastBusy, lastIdle), read and moved by
+// collections.
+type hubObs struct {
+	t     *Telemetry
+	h     *poller.Hub
+	id    int64
+	attrs attribute.Set
+	opts  []metric.RecordOption
+
+	mu                 sync.Mutex
+	lastBusy, lastIdle time.Duration
+}
+
+// LoopDelay records how late a timer ran. Hub goroutine.
+func (o *hubObs) LoopDelay(d time.Duration) {
+	o.t.inst.loopDelay.Record(bg, d.Seconds(), o.opts...)
+}
+
+// Iteration records the events of one epoll_wait. Hub goroutine.
+func (o *hubObs) Iteration(events int) {
+	o.t.inst.iterEvents.Record(bg, int64(events), o.opts...)
+}
+
+// QueueWait records a batch's queue wait. Hub goroutine.
+func (o *hubObs) QueueWait(d time.Duration) {
+	o.t.inst.queueWait.Record(bg, d.Seconds(), o.opts...)
+}
+
+// HandOff records one sampled hand-off. Waiter's goroutine.
+func (o *hubObs) HandOff(d time.Duration) {
+	o.t.inst.handOff.Record(bg, d.Seconds(), o.opts...)
+}
+
+// probe re-arms itself every delayProbe on the hub, so that the hub always
+// has a timer to be late for. On a closed hub AfterFunc never runs, which
+// ends the chain.
+func (o *hubObs) probe() {
+	o.h.AfterFunc(o.t.cfg.delayProbe, o.probe)
+}
+
+// hubRegistry holds a Telemetry's instrumented hubs.
+type hubRegistry struct {
+	mu   sync.Mutex
+	hubs map[*poller.Hub]*hubObs
+	next int64 // last id handed out
+}
+
+func (r *hubRegistry) init() { r.hubs = make(map[*poller.Hub]*hubObs) }
+
+// add returns h's observer, creating it (fresh) on first use.
+func (r *hubRegistry) add(t *Telemetry, h *poller.Hub) (o *hubObs, fresh bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o, ok := r.hubs[h]; ok {
+		return o, false
+	}
+	// Drop hubs that have closed since: with a provider that never
+	// collects (the global no-op one), observe would never prune them.
+	for old := range r.hubs {
+		if old.Err() != nil {
+			delete(r.hubs, old)
+		}
+	}
+	r.next++
+	o = &hubObs{t: t, h: h, id: r.next}
+	o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id))
+	o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
+	r.hubs[h] = o
+	return o, true
+}
+
+// Attribute sets of the wakeup and callback kinds, built once.
+var (
+	attrSignalled = attribute.String(AttrWakeup, "signalled")
+	attrCoalesced = attribute.String(AttrWakeup, "coalesced")
+	attrScheduled = attribute.String(AttrCallbackKind, "scheduled")
+	attrTimer     = attribute.String(AttrCallbackKind, "timer")
+)
+
+// observe is the callback of the observable hub metrics. Hubs that have
+// closed are dropped.
+func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
+	return func(_ context.Context, ob metric.Observer) error {
+		r.mu.Lock()
+		hubs := make([]*hubObs, 0, len(r.hubs))
+		for h, o := range r.hubs {
+			if h.Err() != nil {
+				delete(r.hubs, h)
+				continue
+			}
+			hubs = append(hubs, o)
+		}
+		r.mu.Unlock()
+		in := &t.inst
+		for _, o := range hubs {
+			s := o.h.Stats()
+			busy, idle := o.h.LoopTime()
+			at := metric.WithAttributeSet(o.attrs)
+			with := func(kv attribute.KeyValue) metric.ObserveOption {
+				return metric.WithAttributes(o.attrs.ToSlice()[0], kv)
+			}
+			ob.ObserveFloat64(in.utilization, o.utilization(busy, idle), at)
+			ob.ObserveFloat64(in.busy, busy.Seconds(), at)
+			ob.ObserveFloat64(in.idle, idle.Seconds(), at)
+			ob.ObserveInt64(in.iterations, int64(s.Iterations), at)
+			ob.ObserveInt64(in.wakeups, int64(s.Writes), with(attrSignalled))
+			ob.ObserveInt64(in.wakeups, int64(s.Signals-min(s.Writes, s.Signals)), with(attrCoalesced))
+			ob.ObserveInt64(in.cbs, int64(s.Callbacks), with(attrScheduled))
+			ob.ObserveInt64(in.cbs, int64(s.Timers), with(attrTimer))
+			ob.ObserveInt64(in.regFDs, s.Registered, at)
+		}
+		return nil
+	}
+}
+
+// utilization returns busy/(busy+idle) over the window since the previous
+// call, within [0, 1]; over the whole life at the first call.
+func (o *hubObs) utilization(busy, idle time.Duration) float64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	db, di := busy-o.lastBusy, idle-o.lastIdle
+	o.lastBusy, o.lastIdle = busy, idle
+	if db < 0 || di < 0 || db+di <= 0 {
+		return 0
+	}
+	return float64(db) / float64(db+di)
+}
