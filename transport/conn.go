@@ -149,16 +149,44 @@ func (c *Conn) SetKeepAlive(on bool) error {
 	return c.setInt("set", "tcp", solSocket, soKeepAlive, boolInt(on))
 }
 
-// SetKeepAlivePeriod sets the idle time before probes and the interval
-// between them, as (*net.TCPConn).SetKeepAlivePeriod does.
+// SetKeepAlivePeriod sets the idle time before the first keepalive probe
+// (TCP_KEEPIDLE), as (*net.TCPConn).SetKeepAlivePeriod does: 0 means
+// package net's default (15 s), a negative period changes nothing, and the
+// interval and count of probes are left as they are.
 func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
 	if !c.isTCP() {
 		return c.opErr("set", syscall.EOPNOTSUPP)
 	}
-	if err := c.fd.setKeepAlive(keepAlive{idle: d, interval: d, count: defaultKeepAlive.count}); err != nil {
+	if err := c.fd.setKeepAlivePeriod(d); err != nil {
 		return c.opErr("set", err)
 	}
 	return nil
+}
+
+// SetKeepAliveConfig configures keepalive probes as
+// (*net.TCPConn).SetKeepAliveConfig does: SO_KEEPALIVE from Enable, then
+// the idle time, interval and count, where 0 means package net's default
+// (15 s, 15 s, 9) and a negative value leaves that option as it is.
+func (c *Conn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
+	if !c.isTCP() {
+		return c.opErr("set", syscall.EOPNOTSUPP)
+	}
+	if err := c.fd.setKeepAliveConfig(config); err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
+// MultipathTCP reports whether the conn is using MPTCP, as
+// (*net.TCPConn).MultipathTCP does. Hub dialers never ask for MPTCP, but a
+// conn accepted from a listener package net created may use it (package
+// net listens with MPTCP by default where the kernel supports it).
+func (c *Conn) MultipathTCP() (bool, error) {
+	using, err := c.fd.multipathTCP()
+	if err != nil {
+		return false, c.opErr("get", err)
+	}
+	return using, nil
 }
 
 // SetLinger sets SO_LINGER as (*net.TCPConn).SetLinger does: sec < 0 is the

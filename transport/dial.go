@@ -21,9 +21,13 @@ type Dialer struct {
 	// Timeout bounds a dial, across all addresses tried; zero means none
 	// beyond the context's.
 	Timeout time.Duration
-	// KeepAlive is the TCP keepalive period: zero means package net's
-	// default (15 s), negative disables keepalive.
+	// KeepAlive is the idle time before keepalive probes, as in
+	// net.Dialer: zero means package net's default (15 s), negative leaves
+	// keepalive off. It is ignored if KeepAliveConfig.Enable is true.
 	KeepAlive time.Duration
+	// KeepAliveConfig, if Enable is true, configures keepalive probes as
+	// (*net.TCPConn).SetKeepAliveConfig does, as in net.Dialer.
+	KeepAliveConfig net.KeepAliveConfig
 	// LocalAddr, if set, is the local address to bind: a *net.TCPAddr or
 	// *net.UnixAddr.
 	LocalAddr net.Addr
@@ -71,12 +75,7 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	if err != nil {
 		return nil, opErr(nil, mapCtxErr(err))
 	}
-	ka := defaultKeepAlive
-	if d.KeepAlive > 0 {
-		ka.idle, ka.interval = d.KeepAlive, d.KeepAlive
-	} else if d.KeepAlive < 0 {
-		ka.idle = 0
-	}
+	ka := keepAliveSettings{d.KeepAlive, d.KeepAliveConfig}
 	var first error
 	netw := "tcp"
 	if network == "unix" {
@@ -97,6 +96,13 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 		}
 	}
 	return nil, first
+}
+
+// keepAliveSettings are a dialer's or listener's keepalive fields, applied
+// to each new TCP conn as package net applies them.
+type keepAliveSettings struct {
+	keepAlive time.Duration
+	config    net.KeepAliveConfig
 }
 
 // mapCtxErr turns a context's own errors into package net's: "i/o timeout"
@@ -142,7 +148,7 @@ func (canceledError) Is(target error) bool { return target == context.Canceled }
 // the socket to itself — TCP simultaneous open, when the target port is an
 // unused ephemeral one on this host — or failed with a spurious
 // EADDRNOTAVAIL.
-func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAlive) (*Conn, error) {
+func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAliveSettings) (*Conn, error) {
 	ephemeral := true
 	if la, ok := d.LocalAddr.(*net.TCPAddr); ok && la.Port != 0 {
 		ephemeral = false

@@ -364,7 +364,7 @@ func dupCloexec(fd int) (int, error) {
 // dialFD opens a socket to raddr (a *net.TCPAddr or *net.UnixAddr), bound
 // to laddr if given, and completes a non-blocking connect on the hub. The
 // wait ends at ctx's deadline or cancellation.
-func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net.Addr, ka keepAlive) (*netFD, error) {
+func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net.Addr, ka keepAliveSettings) (*netFD, error) {
 	family, rsa, err := toSockaddr(network, raddr)
 	if err != nil {
 		return nil, err
@@ -403,10 +403,7 @@ func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net
 		return nil, err
 	}
 	if family != syscall.AF_UNIX {
-		if err := fd.setTCPDefaults(ka); err != nil {
-			fd.Close()
-			return nil, err
-		}
+		fd.setTCPDefaults(ka.keepAlive, ka.config)
 	}
 	return fd, nil
 }
@@ -467,42 +464,74 @@ func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 	}
 }
 
-// keepAlive is the TCP keepalive configuration of a conn; idle ≤ 0 disables it.
-type keepAlive struct {
-	idle, interval time.Duration
-	count          int
-}
+// Package net's keepalive defaults (net/dial.go): probes after 15 s idle,
+// every 15 s, 9 of them.
+const (
+	defaultKeepAliveIdle     = 15 * time.Second
+	defaultKeepAliveInterval = 15 * time.Second
+	defaultKeepAliveCount    = 9
+)
 
-// defaultKeepAlive is what package net uses when none is given: probes
-// after 15 s idle, every 15 s, 9 of them.
-var defaultKeepAlive = keepAlive{idle: 15 * time.Second, interval: 15 * time.Second, count: 9}
-
-// setTCPDefaults sets TCP_NODELAY and keepalive as package net does.
-func (fd *netFD) setTCPDefaults(ka keepAlive) error {
-	return fd.control(func(s int) error {
-		if err := syscall.SetsockoptInt(s, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
-			return os.NewSyscallError("setsockopt", err)
+// setTCPDefaults sets TCP_NODELAY and keepalive on a new TCP conn as
+// package net's newTCPConn does: a disabled ka with keepAlive >= 0 enables
+// keepalive with that idle time (0 meaning the default). Errors are
+// ignored, as package net ignores them: a socket option that cannot be set
+// must not fail a dial or an Accept.
+func (fd *netFD) setTCPDefaults(keepAlive time.Duration, ka net.KeepAliveConfig) {
+	fd.control(func(s int) error {
+		syscall.SetsockoptInt(s, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		if !ka.Enable && keepAlive >= 0 {
+			ka = net.KeepAliveConfig{Enable: true, Idle: keepAlive}
 		}
-		return setKeepAlive(s, ka)
+		if ka.Enable {
+			setKeepAliveConfig(s, ka)
+		}
+		return nil
 	})
 }
 
-func setKeepAlive(s int, ka keepAlive) error {
-	if ka.idle <= 0 {
-		return os.NewSyscallError("setsockopt", syscall.SetsockoptInt(s, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 0))
+// setKeepAliveConfig is (*net.TCPConn).SetKeepAliveConfig: SO_KEEPALIVE
+// from Enable, then each of idle, interval and count, where 0 means
+// package net's default and a negative value leaves the option as it is.
+func setKeepAliveConfig(s int, ka net.KeepAliveConfig) error {
+	if err := setsockoptInt(s, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, boolInt(ka.Enable)); err != nil {
+		return err
 	}
-	secs := func(d time.Duration) int { return max(int((d+time.Second-1)/time.Second), 1) }
-	for _, o := range [...]struct{ level, name, v int }{
-		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, secs(ka.idle)},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, secs(ka.interval)},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, ka.count},
-	} {
-		if err := syscall.SetsockoptInt(s, o.level, o.name, o.v); err != nil {
-			return os.NewSyscallError("setsockopt", err)
-		}
+	if err := setKeepAliveIdle(s, ka.Idle); err != nil {
+		return err
+	}
+	if err := setKeepAliveSecs(s, syscall.TCP_KEEPINTVL, ka.Interval, defaultKeepAliveInterval); err != nil {
+		return err
+	}
+	switch n := ka.Count; {
+	case n == 0:
+		n = defaultKeepAliveCount
+		fallthrough
+	case n > 0:
+		return setsockoptInt(s, syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, n)
 	}
 	return nil
+}
+
+// setKeepAliveIdle is (*net.TCPConn).SetKeepAlivePeriod: TCP_KEEPIDLE only,
+// 0 meaning 15 s and a negative period changing nothing.
+func setKeepAliveIdle(s int, d time.Duration) error {
+	return setKeepAliveSecs(s, syscall.TCP_KEEPIDLE, d, defaultKeepAliveIdle)
+}
+
+// setKeepAliveSecs sets a keepalive time option in whole seconds, rounded
+// up as the kernel counts seconds; d == 0 means def, d < 0 changes nothing.
+func setKeepAliveSecs(s, name int, d, def time.Duration) error {
+	if d == 0 {
+		d = def
+	} else if d < 0 {
+		return nil
+	}
+	return setsockoptInt(s, syscall.IPPROTO_TCP, name, int((d+time.Second-1)/time.Second))
+}
+
+func setsockoptInt(s, level, name, v int) error {
+	return os.NewSyscallError("setsockopt", syscall.SetsockoptInt(s, level, name, v))
 }
 
 // sockopt sets an integer socket option on the fd.
@@ -522,8 +551,31 @@ func (fd *netFD) setLinger(sec int) error {
 	})
 }
 
-func (fd *netFD) setKeepAlive(ka keepAlive) error {
-	return fd.control(func(s int) error { return setKeepAlive(s, ka) })
+// mptcpInfo is MPTCP_INFO from linux/mptcp.h (not in x/sys/unix).
+const mptcpInfo = 1
+
+// multipathTCP reports whether the socket uses MPTCP, as package net's
+// isUsingMultipathTCP does: an MPTCP socket that has fallen back to TCP
+// fails MPTCP_INFO with EOPNOTSUPP (IPv4) or ENOPROTOOPT (IPv6).
+func (fd *netFD) multipathTCP() (bool, error) {
+	var using bool
+	err := fd.control(func(s int) error {
+		if proto, _ := syscall.GetsockoptInt(s, syscall.SOL_SOCKET, unix.SO_PROTOCOL); proto != unix.IPPROTO_MPTCP {
+			return nil
+		}
+		_, err := syscall.GetsockoptInt(s, unix.SOL_MPTCP, mptcpInfo)
+		using = err != syscall.EOPNOTSUPP && err != syscall.ENOPROTOOPT
+		return nil
+	})
+	return using, err
+}
+
+func (fd *netFD) setKeepAlivePeriod(d time.Duration) error {
+	return fd.control(func(s int) error { return setKeepAliveIdle(s, d) })
+}
+
+func (fd *netFD) setKeepAliveConfig(ka net.KeepAliveConfig) error {
+	return fd.control(func(s int) error { return setKeepAliveConfig(s, ka) })
 }
 
 // localAddr reads the socket's own address.
@@ -618,9 +670,8 @@ func (fd *netFD) acceptConn(isUnix bool) (*netFD, net.Addr, net.Addr, error) {
 		return nil, nil, nil, err
 	}
 	if !isUnix {
-		// Best effort, as package net: a socket option that cannot be set
-		// must not fail Accept (a server would stop serving).
-		nfd.setTCPDefaults(defaultKeepAlive)
+		// As a net.ListenConfig with no keepalive settings does.
+		nfd.setTCPDefaults(0, net.KeepAliveConfig{})
 	}
 	return nfd, nfd.localAddr(isUnix), fromSockaddr(rsa, isUnix), nil
 }
