@@ -162,7 +162,11 @@ func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw strin
 			}
 			return nil, err
 		}
-		c := newConn(fd, netw, fd.localAddr(netw == "unix"), ra)
+		raddr := fd.remoteAddr(netw == "unix")
+		if raddr == nil {
+			raddr = ra
+		}
+		c := newConn(fd, netw, fd.localAddr(netw == "unix"), raddr)
 		if retry && selfConnected(c) {
 			c.Close()
 			continue

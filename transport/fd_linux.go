@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -579,10 +580,16 @@ func (fd *netFD) setKeepAliveConfig(ka net.KeepAliveConfig) error {
 }
 
 // localAddr reads the socket's own address.
-func (fd *netFD) localAddr(unix bool) net.Addr {
+func (fd *netFD) localAddr(unix bool) net.Addr { return fd.addr(syscall.Getsockname, unix) }
+
+// remoteAddr reads the peer's address, as the kernel reports it (package
+// net's dialed conns report this one, not the address dialed).
+func (fd *netFD) remoteAddr(unix bool) net.Addr { return fd.addr(syscall.Getpeername, unix) }
+
+func (fd *netFD) addr(get func(int) (syscall.Sockaddr, error), unix bool) net.Addr {
 	var a net.Addr
 	fd.control(func(s int) error {
-		if sa, err := syscall.Getsockname(s); err == nil {
+		if sa, err := get(s); err == nil {
 			a = fromSockaddr(sa, unix)
 		}
 		return nil
@@ -610,16 +617,44 @@ func toSockaddr(network string, a net.Addr) (int, syscall.Sockaddr, error) {
 		if a.IP != nil {
 			copy(sa.Addr[:], a.IP.To16())
 		}
-		if a.Zone != "" {
-			if ifi, err := net.InterfaceByName(a.Zone); err == nil {
-				sa.ZoneId = uint32(ifi.Index)
-			}
-		}
+		sa.ZoneId = uint32(zoneIndex(a.Zone))
 		return syscall.AF_INET6, sa, nil
 	case *net.UnixAddr:
 		return syscall.AF_UNIX, &syscall.SockaddrUnix{Name: a.Name}, nil
 	}
 	return 0, nil, &net.AddrError{Err: "unexpected address type", Addr: a.String()}
+}
+
+// zoneIndex turns an IPv6 zone into an interface index as package net's
+// zoneCache.index does: an interface name, else the zone's leading decimal
+// digits (dtoi: capped at 0xFFFFFF), else 0.
+func zoneIndex(zone string) int {
+	if zone == "" {
+		return 0
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return ifi.Index
+	}
+	const big = 0xFFFFFF
+	n := 0
+	for i := 0; i < len(zone) && '0' <= zone[i] && zone[i] <= '9'; i++ {
+		if n = n*10 + int(zone[i]-'0'); n >= big {
+			return big
+		}
+	}
+	return n
+}
+
+// zoneName is the reverse of zoneIndex, as package net's zoneCache.name:
+// the interface's name, else the index in decimal; 0 is no zone.
+func zoneName(index int) string {
+	if index == 0 {
+		return ""
+	}
+	if ifi, err := net.InterfaceByIndex(index); err == nil {
+		return ifi.Name
+	}
+	return strconv.Itoa(index)
 }
 
 // fromSockaddr converts to the address types package net reports.
@@ -629,11 +664,7 @@ func fromSockaddr(sa syscall.Sockaddr, unix bool) net.Addr {
 		return &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
 	case *syscall.SockaddrInet6:
 		a := &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
-		if sa.ZoneId != 0 {
-			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
-				a.Zone = ifi.Name
-			}
-		}
+		a.Zone = zoneName(int(sa.ZoneId))
 		return a
 	case *syscall.SockaddrUnix:
 		return &net.UnixAddr{Name: sa.Name, Net: "unix"}

@@ -49,6 +49,7 @@ func (*netFD) setKeepAlivePeriod(time.Duration) error       { return errUnsuppor
 func (*netFD) setKeepAliveConfig(net.KeepAliveConfig) error { return errUnsupported }
 func (*netFD) hub() *poller.Hub                             { return nil }
 func (*netFD) localAddr(bool) net.Addr                      { return nil }
+func (*netFD) remoteAddr(bool) net.Addr                     { return nil }
 func (*netFD) acceptConn(bool) (*netFD, net.Addr, net.Addr, error) {
 	return nil, nil, nil, errUnsupported
 }
