@@ -62,6 +62,10 @@ type BufferPool interface {
 // the buffer (the caller puts it back) and the bytes read, or an error and
 // no buffer; io.EOF once the peer has shut down its side. An idle conn so
 // pins no memory: this is grpc-go's ReadOnReady contract.
+//
+// As Read with an empty buffer, size 0 returns no buffer, 0 and nil
+// without a syscall (net.ErrClosed once the conn is closed); a negative
+// size fails with syscall.EINVAL and takes nothing from pool.
 func (c *Conn) ReadPooled(size int, pool BufferPool) (*[]byte, int, error) {
 	b, n, err := c.fd.readPooled(size, pool)
 	if err != nil && err != io.EOF {

@@ -114,12 +114,18 @@ func (fd *netFD) Read(p []byte) (int, error) {
 // readPooled waits for readability holding no buffer, then takes one from
 // pool only for the read syscall; a buffer is returned only with data.
 func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
+	if size < 0 {
+		return nil, 0, syscall.EINVAL
+	}
 	if !fd.refs.incref() {
 		return nil, 0, net.ErrClosed
 	}
 	defer fd.decref()
 	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
+	if size == 0 {
+		return nil, 0, nil
+	}
 	if err := fd.reg.Prepare(poller.Read); err != nil {
 		return nil, 0, err
 	}
