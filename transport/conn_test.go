@@ -745,27 +745,47 @@ func TestDialClosedPortIsRefused(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Cancelling a dial that hangs.
 
-// hangingAddr returns the address of a listening socket whose accept queue
-// is full, so that a connect to it hangs (the kernel drops the SYN). It
-// skips the test where that cannot be provoked.
+// hangingAddr returns the address of a listening socket on 127.0.0.1 whose
+// accept queue is full, so that a connect to it hangs (the kernel drops the
+// SYN). It skips the test where that cannot be provoked.
 func hangingAddr(t *testing.T) string {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	return hangingAddrOn(t, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 0))
+}
+
+// hangingAddrOn is hangingAddr on a given loopback address and port (0 for
+// any); it skips the test if the address cannot be bound.
+func hangingAddrOn(t *testing.T, ap netip.AddrPort) string {
+	t.Helper()
+	family := syscall.AF_INET6
+	var sa syscall.Sockaddr = &syscall.SockaddrInet6{Addr: ap.Addr().As16(), Port: int(ap.Port())}
+	if ap.Addr().Is4() {
+		family = syscall.AF_INET
+		sa = &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Skipf("no socket for %v: %v", ap, err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
+	if err := syscall.Bind(fd, sa); err != nil {
+		t.Skipf("cannot bind %v: %v", ap, err)
 	}
 	if err := syscall.Listen(fd, 0); err != nil {
 		t.Fatal(err)
 	}
-	sa, err := syscall.Getsockname(fd)
+	bound, err := syscall.Getsockname(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	port := 0
+	switch bound := bound.(type) {
+	case *syscall.SockaddrInet4:
+		port = bound.Port
+	case *syscall.SockaddrInet6:
+		port = bound.Port
+	}
+	addr := net.JoinHostPort(ap.Addr().String(), fmt.Sprint(port))
 	for range 16 {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
