@@ -34,14 +34,16 @@ func dupFD(sc syscall.Conn) (int, error) {
 }
 
 func dupCloexec(fd int) (int, error) {
-	for {
-		r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-		if e == syscall.EINTR {
-			continue
+	var r uintptr
+	err := ignoringEINTR(func() error {
+		var e syscall.Errno
+		if r, _, e = syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0); e != 0 {
+			return e
 		}
-		if e != 0 {
-			return -1, e
-		}
-		return int(r), nil
+		return nil
+	})
+	if err != nil {
+		return -1, err
 	}
+	return int(r), nil
 }

@@ -70,7 +70,9 @@ func (fd *netFD) Close() error {
 	return nil
 }
 
-// Read is the retry loop: syscall, on EAGAIN wait on the hub, retry.
+// Read reads into p: the retry loop every operation shares. Try the
+// syscall; on EAGAIN wait until the hub says the fd is ready, and retry;
+// EINTR is retried in ignoringEINTRIO.
 func (fd *netFD) Read(p []byte) (int, error) {
 	if !fd.refs.incref() {
 		return 0, net.ErrClosed
@@ -88,24 +90,53 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		p = p[:maxRW]
 	}
 	for {
-		n, err := syscall.Read(fd.sysfd, p)
-		if err != nil {
-			if err == syscall.EAGAIN {
-				if err = fd.reg.Wait(poller.Read); err == nil {
-					continue
-				}
-				return 0, err
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			return 0, os.NewSyscallError("read", err)
+		n, err := ignoringEINTRIO(syscall.Read, fd.sysfd, p)
+		if err == nil {
+			return n, eofError(n)
 		}
-		if n == 0 {
-			return 0, io.EOF
+		if err = fd.retryAfter(poller.Read, "read", err); err != nil {
+			return 0, err
 		}
-		return n, nil
 	}
+}
+
+// retryAfter is the retry loops' one decision after a failed syscall: it
+// returns nil to retry once the hub says direction m is ready again (the
+// syscall said EAGAIN), else the error to return: the wait's own, or err
+// as an *os.SyscallError naming op.
+func (fd *netFD) retryAfter(m poller.Mode, op string, err error) error {
+	if err != syscall.EAGAIN {
+		return os.NewSyscallError(op, err)
+	}
+	return fd.reg.Wait(m)
+}
+
+// ignoringEINTRIO is internal/poll's: it retries an I/O syscall that a
+// signal interrupted before it transferred anything.
+func ignoringEINTRIO[B any](fn func(fd int, b B) (int, error), fd int, b B) (int, error) {
+	for {
+		n, err := fn(fd, b)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+// ignoringEINTR is ignoringEINTRIO for a syscall of another shape.
+func ignoringEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// eofError turns a read of 0 bytes on a stream into io.EOF.
+func eofError(n int) error {
+	if n == 0 {
+		return io.EOF
+	}
+	return nil
 }
 
 // readPooled waits for readability holding no buffer, then takes one from
@@ -128,21 +159,16 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 	}
 	for {
 		b := pool.Get(min(size, maxRW))
-		n, err := syscall.Read(fd.sysfd, *b)
+		n, err := ignoringEINTRIO(syscall.Read, fd.sysfd, *b)
 		if err == nil && n > 0 {
 			return b, n, nil
 		}
 		pool.Put(b)
-		switch err {
-		case nil:
+		if err == nil {
 			return nil, 0, io.EOF
-		case syscall.EAGAIN:
-			if err = fd.reg.Wait(poller.Read); err != nil {
-				return nil, 0, err
-			}
-		case syscall.EINTR:
-		default:
-			return nil, 0, os.NewSyscallError("read", err)
+		}
+		if err = fd.retryAfter(poller.Read, "read", err); err != nil {
+			return nil, 0, err
 		}
 	}
 }
@@ -164,21 +190,16 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	}
 	var nn int
 	for nn < len(p) {
-		chunk := p[nn:min(len(p), nn+maxRW)]
-		n, err := syscall.Write(fd.sysfd, chunk)
-		if n > 0 {
-			nn += n
-		}
-		switch {
-		case err == nil && n == 0:
-			return nn, io.ErrUnexpectedEOF
-		case err == nil, err == syscall.EINTR:
-		case err == syscall.EAGAIN:
-			if err = fd.reg.Wait(poller.Write); err != nil {
-				return nn, err
+		n, err := ignoringEINTRIO(syscall.Write, fd.sysfd, p[nn:min(len(p), nn+maxRW)])
+		if err == nil {
+			if n == 0 {
+				return nn, io.ErrUnexpectedEOF
 			}
-		default:
-			return nn, os.NewSyscallError("write", err)
+			nn += n
+			continue
+		}
+		if err = fd.retryAfter(poller.Write, "write", err); err != nil {
+			return nn, err
 		}
 	}
 	return nn, nil
@@ -203,24 +224,21 @@ func (fd *netFD) writeBuffers(v *net.Buffers) (int64, error) {
 	for {
 		consume(v, 0) // drop empty buffers: writev of nothing writes 0
 		if len(*v) == 0 {
-			break
+			return total, nil
 		}
-		n, err := unix.Writev(fd.sysfd, (*v)[:min(len(*v), maxIovecs)])
-		if n > 0 {
+		n, err := ignoringEINTRIO(unix.Writev, fd.sysfd, [][]byte((*v)[:min(len(*v), maxIovecs)]))
+		if err == nil {
+			if n == 0 {
+				return total, io.ErrUnexpectedEOF
+			}
 			total += int64(n)
 			consume(v, n)
+			continue
 		}
-		switch {
-		case err == nil, err == unix.EINTR:
-		case err == unix.EAGAIN:
-			if err = fd.reg.Wait(poller.Write); err != nil {
-				return total, err
-			}
-		default:
-			return total, os.NewSyscallError("writev", err)
+		if err = fd.retryAfter(poller.Write, "writev", err); err != nil {
+			return total, err
 		}
 	}
-	return total, nil
 }
 
 // consume drops the first n bytes of *v, and any empty buffers after them.
@@ -252,17 +270,20 @@ func (fd *netFD) accept() (int, syscall.Sockaddr, error) {
 		return -1, nil, err
 	}
 	for {
-		s, rsa, err := syscall.Accept4(fd.sysfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-		switch err {
-		case nil:
+		var s int
+		var rsa syscall.Sockaddr
+		err := ignoringEINTR(func() (err error) {
+			s, rsa, err = syscall.Accept4(fd.sysfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			return err
+		})
+		if err == nil {
 			return s, rsa, nil
-		case syscall.EAGAIN:
-			if err = fd.reg.Wait(poller.Read); err != nil {
-				return -1, nil, err
-			}
-		case syscall.EINTR, syscall.ECONNABORTED:
-		default:
-			return -1, nil, os.NewSyscallError("accept4", err)
+		}
+		if err == syscall.ECONNABORTED {
+			continue // the peer gave up before we accepted
+		}
+		if err = fd.retryAfter(poller.Read, "accept4", err); err != nil {
+			return -1, nil, err
 		}
 	}
 }
