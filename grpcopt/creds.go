@@ -65,7 +65,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if hc, ok := raw.(*Conn); ok {
 		src = hc.Conn // a hub conn of another hub: move its socket
 	}
-	moved, err := transport.AdoptConn(c.cfg.hub(), src)
+	moved, err := transport.NewConnHub(c.cfg.hub(), src)
 	if errors.Is(err, transport.ErrNotSocket) {
 		// A listener's own conn type (a limiting or PROXY-protocol
 		// wrapper, say): moving the socket beneath would bypass the

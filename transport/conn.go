@@ -274,9 +274,9 @@ func (r rawConn) Write(f func(fd uintptr) (done bool)) error {
 	return nil
 }
 
-// ErrNotSocket is returned (wrapped) by NewConn, AdoptConn and WrapListener
-// for a conn or listener whose socket they cannot reach: neither a package
-// net TCP or unix one nor a hub one.
+// ErrNotSocket is wrapped, in a *net.OpError, by NewConn, NewConnHub,
+// WrapListener and WrapListenerHub for a conn or listener whose socket they
+// cannot reach: neither a package net TCP or unix one nor a hub one.
 var ErrNotSocket = errors.New("transport: cannot move this conn onto a hub")
 
 // NewConn moves an established *net.TCPConn or *net.UnixConn onto hub h (nil
@@ -284,15 +284,15 @@ var ErrNotSocket = errors.New("transport: cannot move this conn onto a hub")
 // may close it; the returned conn has its own fd. A *Conn already on h is
 // returned as it is.
 func NewConn(h *poller.Hub, c net.Conn) (net.Conn, error) {
-	hc, err := AdoptConn(h, c)
+	hc, err := NewConnHub(h, c)
 	if err != nil {
 		return nil, err
 	}
 	return hc, nil
 }
 
-// AdoptConn is NewConn returning the concrete type.
-func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
+// NewConnHub is NewConn returning the concrete type.
+func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 	if h == nil {
 		h = poller.Default()
 	}

@@ -316,7 +316,7 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { peer.Close() })
-	c, err := ln.AcceptConn()
+	c, err := ln.AcceptHub()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1536,7 +1536,7 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("cycle %d: dial: %v", i, err)
 		}
-		s, err := ln.AcceptConn()
+		s, err := ln.AcceptHub()
 		if err != nil {
 			c.Close()
 			t.Fatalf("cycle %d: accept: %v", i, err)

@@ -20,6 +20,12 @@
 // (non-blocking, close-on-exec), retries ECONNABORTED, and reports EMFILE
 // and ENFILE as errors whose Temporary() is true.
 //
+// Names follow one rule, as package net's ListenTCP, DialTCP and AcceptTCP
+// do: the contract names return interfaces (Listen, WrapListener, NewConn,
+// Dialer.Dial and DialContext, Listener.Accept), and each has a twin ending
+// in "Hub" that returns the concrete type (ListenHub, WrapListenerHub,
+// NewConnHub, Dialer.DialHub, Listener.AcceptHub).
+//
 // If a hub is closed, every call on its conns returns an error matching
 // net.ErrClosed; the conns must still be closed to release their fds.
 //

@@ -103,17 +103,22 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 // owns l and may close it; the unix socket file is left to l's own Close.
 // A *Listener already on h is returned as it is.
 func WrapListener(h *poller.Hub, l net.Listener) (net.Listener, error) {
+	hl, err := WrapListenerHub(h, l)
+	if err != nil {
+		return nil, err
+	}
+	return hl, nil
+}
+
+// WrapListenerHub is WrapListener returning the concrete type.
+func WrapListenerHub(h *poller.Hub, l net.Listener) (*Listener, error) {
 	if h == nil {
 		h = poller.Default()
 	}
 	if hl, ok := l.(*Listener); ok && hl.fd.hub() == h {
 		return hl, nil
 	}
-	hl, err := wrapListener(h, l)
-	if err != nil {
-		return nil, err
-	}
-	return hl, nil
+	return wrapListener(h, l)
 }
 
 func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
@@ -140,15 +145,15 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 
 // Accept waits for and returns the next connection.
 func (l *Listener) Accept() (net.Conn, error) {
-	c, err := l.AcceptConn()
+	c, err := l.AcceptHub()
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// AcceptConn is Accept returning the concrete type.
-func (l *Listener) AcceptConn() (*Conn, error) {
+// AcceptHub is Accept returning the concrete type.
+func (l *Listener) AcceptHub() (*Conn, error) {
 	fd, laddr, raddr, err := l.fd.acceptConn(l.net == "unix")
 	if err != nil {
 		return nil, &net.OpError{Op: "accept", Net: l.net, Addr: l.addr, Err: err}
