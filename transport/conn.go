@@ -39,6 +39,13 @@ func (c *Conn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.net, Source: c.laddr, Addr: c.raddr, Err: err}
 }
 
+// localOpErr is opErr for the operations whose errors package net reports
+// with the local address in Addr and no Source (net.conn's SetDeadline,
+// SetReadBuffer, SetWriteBuffer and RawConn.Control).
+func (c *Conn) localOpErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.net, Addr: c.laddr, Err: err}
+}
+
 // Read reads into b, waiting on the hub while no data is available. It
 // returns io.EOF once the peer has shut down its side and all data is read.
 func (c *Conn) Read(b []byte) (int, error) {
@@ -138,7 +145,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, fal
 
 func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	if err := c.fd.setDeadline(t, read, write); err != nil {
-		return c.opErr("set", err)
+		return c.localOpErr("set", err)
 	}
 	return nil
 }
@@ -205,12 +212,18 @@ func (c *Conn) SetLinger(sec int) error {
 
 // SetReadBuffer sets SO_RCVBUF.
 func (c *Conn) SetReadBuffer(bytes int) error {
-	return c.setInt("set", "", solSocket, soRcvBuf, bytes)
+	if err := c.fd.sockopt(solSocket, soRcvBuf, bytes); err != nil {
+		return c.localOpErr("set", err)
+	}
+	return nil
 }
 
 // SetWriteBuffer sets SO_SNDBUF.
 func (c *Conn) SetWriteBuffer(bytes int) error {
-	return c.setInt("set", "", solSocket, soSndBuf, bytes)
+	if err := c.fd.sockopt(solSocket, soSndBuf, bytes); err != nil {
+		return c.localOpErr("set", err)
+	}
+	return nil
 }
 
 // SetSockoptInt sets an integer socket option (for example TCP_USER_TIMEOUT,
@@ -251,7 +264,7 @@ type rawConn struct{ c *Conn }
 func (r rawConn) Control(f func(fd uintptr)) error {
 	err := r.c.fd.control(func(fd int) error { f(uintptr(fd)); return nil })
 	if err != nil {
-		return r.c.opErr("raw-control", err)
+		return r.c.localOpErr("raw-control", err)
 	}
 	return nil
 }
@@ -307,8 +320,12 @@ func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 		network = "tcp"
 	case *net.UnixConn:
 		network = "unix"
+	case nil:
+		return nil, &net.OpError{Op: "adopt", Err: fmt.Errorf("%w: a nil conn", ErrNotSocket)}
 	default:
-		return nil, fmt.Errorf("%w: a %T (want *net.TCPConn or *net.UnixConn)", ErrNotSocket, c)
+		// c's own addresses are only named if they are a socket's.
+		err := fmt.Errorf("%w: a %T (want *net.TCPConn or *net.UnixConn)", ErrNotSocket, c)
+		return nil, &net.OpError{Op: "adopt", Net: addrNetwork(c.LocalAddr()), Source: sockAddr(c.LocalAddr()), Addr: sockAddr(c.RemoteAddr()), Err: err}
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
@@ -318,6 +335,30 @@ func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 		return nil, opErr(err)
 	}
 	return newConn(fd, network, c.LocalAddr(), c.RemoteAddr()), nil
+}
+
+// sockAddr returns a if it is a *net.TCPAddr or *net.UnixAddr, else nil:
+// the address types a hub error names, as package net's do.
+func sockAddr(a net.Addr) net.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		if a != nil {
+			return a
+		}
+	case *net.UnixAddr:
+		if a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// addrNetwork is a.Network(), or "" for a nil a.
+func addrNetwork(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.Network()
 }
 
 // moveFD registers a duplicate of a socket's fd with h; the original stays

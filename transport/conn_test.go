@@ -185,14 +185,14 @@ func waitFDs(t testing.TB, want int) {
 	waitFor(t, 10*time.Second, fmt.Sprintf("open fds to return to %d", want), func() bool { return openFDs(t) <= want })
 }
 
-// checkOpErr fails the test unless err is a *net.OpError with op whose
-// error matches target.
+// checkOpErr fails the test unless err is a valid *net.OpError (see
+// validOpError) with op, whose error matches target.
 func checkOpErr(t testing.TB, err error, op string, target error) *net.OpError {
 	t.Helper()
-	var oe *net.OpError
-	if !errors.As(err, &oe) {
-		t.Fatalf("got error %v (%T), want a *net.OpError", err, err)
+	if verr := validOpError(err); verr != nil {
+		t.Fatal(verr)
 	}
+	oe := err.(*net.OpError)
 	if oe.Op != op {
 		t.Errorf("got Op %q in %v, want %q", oe.Op, err, op)
 	}

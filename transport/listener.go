@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -62,14 +63,7 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 		// Package net listens on these; the hub carries byte streams only.
 		return nil, &net.OpError{Op: "listen", Net: network, Err: errNotStream}
 	default:
-		// Package net listens on no other network: its own error, exactly
-		// (an AddrError for "udp", an UnknownNetworkError for "no-such").
-		l, err := net.Listen(network, address)
-		if err != nil {
-			return nil, err
-		}
-		l.Close() // not expected; refuse it as an unknown network
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+		return nil, listenNetworkError(network, address)
 	}
 	if err := h.Err(); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -96,6 +90,40 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// listenNetworkError is net.Listen's error for a network other than the
+// stream ones, produced as package net produces it but without asking
+// net.Listen: an UnknownNetworkError for a network it does not know, the
+// resolver's error for an address it cannot resolve, else an AddrError
+// naming the resolved (datagram or raw IP) address.
+func listenNetworkError(network, address string) error {
+	opErr := func(addr net.Addr, err error) error {
+		return &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
+	}
+	var addr net.Addr
+	afnet := network
+	if i := strings.LastIndexByte(network, ':'); i >= 0 {
+		afnet = network[:i]
+	}
+	switch {
+	case network == "udp" || network == "udp4" || network == "udp6":
+		a, err := net.ResolveUDPAddr(network, address)
+		if err != nil {
+			return opErr(nil, err)
+		}
+		addr = a
+	case afnet != network && (afnet == "ip" || afnet == "ip4" || afnet == "ip6"):
+		// Raw IP needs a protocol ("ip4:icmp") to be listened on.
+		a, err := net.ResolveIPAddr(network, address)
+		if err != nil {
+			return opErr(nil, err)
+		}
+		addr = a
+	default:
+		return opErr(nil, net.UnknownNetworkError(network))
+	}
+	return opErr(addr, &net.AddrError{Err: "unexpected address type", Addr: address})
 }
 
 // WrapListener moves an existing *net.TCPListener or *net.UnixListener onto
@@ -130,8 +158,11 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 		network = "unix"
 	case *Listener:
 		network = l.net
+	case nil:
+		return nil, &net.OpError{Op: "listen", Err: fmt.Errorf("%w: a nil listener", ErrNotSocket)}
 	default:
-		return nil, fmt.Errorf("%w: a %T (want *net.TCPListener or *net.UnixListener)", ErrNotSocket, l)
+		err := fmt.Errorf("%w: a %T (want *net.TCPListener or *net.UnixListener)", ErrNotSocket, l)
+		return nil, &net.OpError{Op: "listen", Net: addrNetwork(l.Addr()), Addr: sockAddr(l.Addr()), Err: err}
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}

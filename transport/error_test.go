@@ -1,0 +1,249 @@
+//go:build linux
+
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hubio/hubio/transport"
+)
+
+// validOpError checks err as package net's error_test.go does: a
+// *net.OpError with an Op, whose Source and Addr are nil or a non-nil
+// *net.TCPAddr or *net.UnixAddr, and whose Err is one of the layers package
+// net wraps: an *os.SyscallError around a syscall.Errno, a bare
+// syscall.Errno, a standard sentinel, or one of net's address, network and
+// resolver errors. It returns what is wrong, or nil.
+func validOpError(err error) error {
+	oe, ok := err.(*net.OpError)
+	if !ok {
+		return fmt.Errorf("got %T (%v), want a *net.OpError", err, err)
+	}
+	if oe.Op == "" {
+		return fmt.Errorf("%v: empty Op", err)
+	}
+	for _, a := range []struct {
+		field string
+		addr  net.Addr
+	}{{"Source", oe.Source}, {"Addr", oe.Addr}} {
+		switch a := a.addr.(type) {
+		case nil:
+		case *net.TCPAddr:
+			if a == nil {
+				return fmt.Errorf("%v: %s is a nil *net.TCPAddr (want an untyped nil)", err, "Source or Addr")
+			}
+		case *net.UnixAddr:
+			if a == nil {
+				return fmt.Errorf("%v: %s is a nil *net.UnixAddr (want an untyped nil)", err, "Source or Addr")
+			}
+		case *net.UDPAddr, *net.IPAddr:
+			if oe.Op != "listen" { // only listen's refusal names a datagram address
+				return fmt.Errorf("%v: %s is a %T", err, "Source or Addr", a)
+			}
+		default:
+			return fmt.Errorf("%v: unexpected address type %T", err, a)
+		}
+	}
+	switch nested := oe.Err.(type) {
+	case nil:
+		return fmt.Errorf("%v: nil Err", err)
+	case *os.SyscallError:
+		if _, ok := nested.Err.(syscall.Errno); !ok {
+			return fmt.Errorf("%v: *os.SyscallError wraps %T, want a syscall.Errno", err, nested.Err)
+		}
+		return nil
+	case syscall.Errno, *net.AddrError, net.UnknownNetworkError, *net.DNSError, *net.ParseError:
+		return nil
+	}
+	for _, sentinel := range []error{
+		net.ErrClosed, os.ErrDeadlineExceeded, context.DeadlineExceeded, context.Canceled,
+		io.EOF, io.ErrUnexpectedEOF, errors.ErrUnsupported, transport.ErrNotSocket,
+	} {
+		if errors.Is(oe.Err, sentinel) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%v: Err is %T (%v), not one of the layers package net wraps", err, oe.Err, oe.Err)
+}
+
+// TestListenRefusesOtherNetworksAsPackageNet: networks that are not
+// streams fail with exactly net.Listen's error (no socket is created to
+// find out).
+func TestListenRefusesOtherNetworksAsPackageNet(t *testing.T) {
+	h := newHub(t)
+	for _, tc := range []struct{ network, address string }{
+		{"no-such-network", "127.0.0.1:0"},
+		{"", "127.0.0.1:0"},
+		{"tcp:80", "127.0.0.1:0"},
+		{"udp", "127.0.0.1:0"},
+		{"udp4", "127.0.0.1:0"},
+		{"udp4", "[::1]:0"},
+		{"udp6", "[::1]:0"},
+		{"udp", "127.0.0.1"},
+		{"ip", "127.0.0.1"},
+		{"ip4:icmp", "127.0.0.1"},
+		{"ip4:1", "127.0.0.1"},
+		{"ip6:ipv6-icmp", "::1"},
+		{"ip4:no-such-protocol", "127.0.0.1"},
+	} {
+		t.Run(fmt.Sprintf("%q %q", tc.network, tc.address), func(t *testing.T) {
+			sl, serr := net.Listen(tc.network, tc.address)
+			if serr == nil {
+				sl.Close()
+				t.Skipf("package net listens on %q here", tc.network)
+			}
+			hl, herr := transport.Listen(h, tc.network, tc.address)
+			if herr == nil {
+				hl.Close()
+				t.Fatalf("Listen(%q, %q) succeeded; package net's fails with %v", tc.network, tc.address, serr)
+			}
+			if !reflect.DeepEqual(herr, serr) {
+				t.Errorf("Listen(%q, %q):\n got %#v\nwant %#v (package net's)", tc.network, tc.address, herr, serr)
+			}
+			if err := validOpError(herr); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// notSocketConn and notSocketListener are a conn and a listener with no
+// socket under them.
+type notSocketListener struct{ net.Listener }
+
+func (notSocketListener) Addr() net.Addr { return &net.UnixAddr{Name: "nowhere", Net: "unix"} }
+
+// TestNewConnAndWrapListenerFailWithOpErrors: every failure to move a conn
+// or listener onto a hub is a *net.OpError, also for something that is no
+// socket at all.
+func TestNewConnAndWrapListenerFailWithOpErrors(t *testing.T) {
+	h := newHub(t)
+	p1, p2 := net.Pipe()
+	t.Cleanup(func() { p1.Close(); p2.Close() })
+	closedHub := newHub(t)
+	closedHub.Close()
+	tcp, _ := pipe(t, h, "tcp", false, false)
+	for _, tc := range []struct {
+		name   string
+		move   func() error
+		target error
+	}{
+		{"NewConn of a net.Pipe", func() error { _, err := transport.NewConn(h, p1); return err }, transport.ErrNotSocket},
+		{"NewConnHub of a nil conn", func() error { _, err := transport.NewConnHub(h, nil); return err }, transport.ErrNotSocket},
+		{"NewConn onto a closed hub", func() error { _, err := transport.NewConn(closedHub, tcp); return err }, net.ErrClosed},
+		{"WrapListener of no socket", func() error {
+			_, err := transport.WrapListener(h, notSocketListener{})
+			return err
+		}, transport.ErrNotSocket},
+		{"WrapListenerHub of a nil listener", func() error { _, err := transport.WrapListenerHub(h, nil); return err }, transport.ErrNotSocket},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.move()
+			if err == nil {
+				t.Fatal("succeeded")
+			}
+			if verr := validOpError(err); verr != nil {
+				t.Error(verr)
+			}
+			if !errors.Is(err, tc.target) {
+				t.Errorf("error %v does not match %v", err, tc.target)
+			}
+		})
+	}
+}
+
+// TestClosedConnErrorsMatchPackageNet calls every method of a closed conn,
+// hub and package net alike, and compares the errors' shape: Op, Net,
+// which of the conn's addresses Source and Addr name, and the sentinel.
+func TestClosedConnErrorsMatchPackageNet(t *testing.T) {
+	h := newHub(t)
+	for _, network := range []string{"tcp", "unix"} {
+		std, _ := pipe(t, h, network, false, false)
+		hub, _ := pipe(t, h, network, true, true)
+		std.Close()
+		hub.Close()
+		type conn interface {
+			net.Conn
+			syscall.Conn
+			SetReadBuffer(int) error
+			SetWriteBuffer(int) error
+			CloseWrite() error
+			CloseRead() error
+		}
+		calls := []struct {
+			name string
+			call func(c conn) error
+		}{
+			{"Read", func(c conn) error { _, err := c.Read(make([]byte, 1)); return err }},
+			{"Write", func(c conn) error { _, err := c.Write([]byte("x")); return err }},
+			{"Close", func(c conn) error { return c.Close() }},
+			{"CloseRead", func(c conn) error { return c.CloseRead() }},
+			{"CloseWrite", func(c conn) error { return c.CloseWrite() }},
+			{"SetDeadline", func(c conn) error { return c.SetDeadline(time.Now()) }},
+			{"SetReadDeadline", func(c conn) error { return c.SetReadDeadline(time.Now()) }},
+			{"SetWriteDeadline", func(c conn) error { return c.SetWriteDeadline(time.Now()) }},
+			{"SetReadBuffer", func(c conn) error { return c.SetReadBuffer(1 << 16) }},
+			{"SetWriteBuffer", func(c conn) error { return c.SetWriteBuffer(1 << 16) }},
+			{"RawConn.Control", func(c conn) error {
+				rc, err := c.SyscallConn()
+				if err != nil {
+					return err
+				}
+				return rc.Control(func(uintptr) {})
+			}},
+		}
+		if network == "tcp" {
+			calls = append(calls, []struct {
+				name string
+				call func(c conn) error
+			}{
+				{"SetNoDelay", func(c conn) error { return c.(tcpSetters).SetNoDelay(true) }},
+				{"SetLinger", func(c conn) error { return c.(tcpSetters).SetLinger(0) }},
+				{"SetKeepAlive", func(c conn) error { return c.(tcpSetters).SetKeepAlive(true) }},
+				{"SetKeepAlivePeriod", func(c conn) error { return c.(tcpSetters).SetKeepAlivePeriod(time.Second) }},
+				{"SetKeepAliveConfig", func(c conn) error {
+					return c.(tcpSetters).SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+				}},
+			}...)
+		}
+		// shape names the conn's addresses in an error by role.
+		shape := func(c net.Conn, err error) string {
+			oe, ok := err.(*net.OpError)
+			if !ok {
+				return fmt.Sprintf("%T", err)
+			}
+			role := func(a net.Addr) string {
+				switch {
+				case a == nil:
+					return "nil"
+				case reflect.DeepEqual(a, c.LocalAddr()):
+					return "local"
+				case reflect.DeepEqual(a, c.RemoteAddr()):
+					return "remote"
+				}
+				return a.String()
+			}
+			return fmt.Sprintf("Op=%s Net=%s Source=%s Addr=%s ErrClosed=%v", oe.Op, oe.Net, role(oe.Source), role(oe.Addr), errors.Is(err, net.ErrClosed))
+		}
+		for _, call := range calls {
+			t.Run(network+" "+call.name, func(t *testing.T) {
+				serr, herr := call.call(std.(conn)), call.call(hub.(conn))
+				if got, want := shape(hub, herr), shape(std, serr); got != want {
+					t.Errorf("closed hub conn's %s error: %v\n got %s\nwant %s (package net's: %v)", call.name, herr, got, want, serr)
+				}
+				if err := validOpError(herr); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+}
