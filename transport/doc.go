@@ -26,6 +26,11 @@
 // in "Hub" that returns the concrete type (ListenHub, WrapListenerHub,
 // NewConnHub, Dialer.DialHub, Listener.AcceptHub).
 //
+// A conn or listener that is garbage-collected unclosed is closed then, as
+// package net's are: its fd is closed and its registration leaves the hub
+// (the hub never keeps a conn reachable). Close them anyway: the collector
+// may run late, or never.
+//
 // If a hub is closed, every call on its conns returns an error matching
 // net.ErrClosed; the conns must still be closed to release their fds.
 //

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -20,11 +21,16 @@ const maxRW = 1 << 30
 
 // netFD is a non-blocking socket registered with a hub.
 //
-// Ownership: sysfd and reg are immutable after newFD. refs guards sysfd
-// against reuse (see fdRefs). rmu serialises Read, Accept and RawRead; wmu
-// serialises Write and RawWrite, so one goroutine at a time waits in each
-// direction of reg and concurrent writes never interleave. Lock order: an
-// operation holds at most one of rmu and wmu, taken after incref.
+// Ownership: sysfd, reg, done and cleanup are immutable after newFD. refs
+// guards sysfd against reuse (see fdRefs). rmu serialises Read, Accept and
+// RawRead; wmu serialises Write and RawWrite, so one goroutine at a time
+// waits in each direction of reg and concurrent writes never interleave.
+//
+// Lock order: an operation takes its reference (incref) first, then at most
+// one of rmu and wmu, then, briefly and inside Registration's methods, the
+// hub's own locks. No operation holds both rmu and wmu, and neither the hub
+// goroutine nor Close ever takes them (Close wakes waiters through reg), so
+// a reader and a writer never wait for each other and no cycle can form.
 type netFD struct {
 	sysfd int
 	reg   *poller.Registration
@@ -33,6 +39,9 @@ type netFD struct {
 	wmu   sync.Mutex
 	// done is closed by destroy, once sysfd has been closed.
 	done chan struct{}
+	// cleanup closes sysfd if the netFD becomes unreachable unclosed, as
+	// package net's finalizer on its netFD does; destroy stops it.
+	cleanup runtime.Cleanup
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -42,7 +51,26 @@ func newFD(h *poller.Hub, sysfd int) (*netFD, error) {
 		syscall.Close(sysfd)
 		return nil, err
 	}
-	return &netFD{sysfd: sysfd, reg: reg, done: make(chan struct{})}, nil
+	fd := &netFD{sysfd: sysfd, reg: reg, done: make(chan struct{})}
+	fd.cleanup = runtime.AddCleanup(fd, closeDropped, droppedFD{sysfd, reg})
+	return fd, nil
+}
+
+// droppedFD is what closing an unreachable netFD takes. It must not point
+// back to the netFD (a cleanup whose argument reaches its object never
+// runs), and nothing the hub holds points to the netFD either: its
+// registration table and timers hold the Registration, whose fields are
+// the fd number, its generation, its state and its two waiter slots.
+type droppedFD struct {
+	sysfd int
+	reg   *poller.Registration
+}
+
+// closeDropped deregisters and closes the socket of a netFD that was never
+// closed. No operation can be in flight: each holds the netFD.
+func closeDropped(d droppedFD) {
+	d.reg.Deregister()
+	syscall.Close(d.sysfd)
 }
 
 // decref ends an operation; the last one after Close closes the socket.
@@ -53,6 +81,7 @@ func (fd *netFD) decref() {
 }
 
 func (fd *netFD) destroy() {
+	fd.cleanup.Stop()
 	syscall.Close(fd.sysfd)
 	close(fd.done)
 }
