@@ -3,12 +3,9 @@
 package transport_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"reflect"
 	"syscall"
 	"testing"
@@ -16,64 +13,6 @@ import (
 
 	"github.com/hubio/hubio/transport"
 )
-
-// validOpError checks err as package net's error_test.go does: a
-// *net.OpError with an Op, whose Source and Addr are nil or a non-nil
-// *net.TCPAddr or *net.UnixAddr, and whose Err is one of the layers package
-// net wraps: an *os.SyscallError around a syscall.Errno, a bare
-// syscall.Errno, a standard sentinel, or one of net's address, network and
-// resolver errors. It returns what is wrong, or nil.
-func validOpError(err error) error {
-	oe, ok := err.(*net.OpError)
-	if !ok {
-		return fmt.Errorf("got %T (%v), want a *net.OpError", err, err)
-	}
-	if oe.Op == "" {
-		return fmt.Errorf("%v: empty Op", err)
-	}
-	for _, a := range []struct {
-		field string
-		addr  net.Addr
-	}{{"Source", oe.Source}, {"Addr", oe.Addr}} {
-		switch a := a.addr.(type) {
-		case nil:
-		case *net.TCPAddr:
-			if a == nil {
-				return fmt.Errorf("%v: %s is a nil *net.TCPAddr (want an untyped nil)", err, "Source or Addr")
-			}
-		case *net.UnixAddr:
-			if a == nil {
-				return fmt.Errorf("%v: %s is a nil *net.UnixAddr (want an untyped nil)", err, "Source or Addr")
-			}
-		case *net.UDPAddr, *net.IPAddr:
-			if oe.Op != "listen" { // only listen's refusal names a datagram address
-				return fmt.Errorf("%v: %s is a %T", err, "Source or Addr", a)
-			}
-		default:
-			return fmt.Errorf("%v: unexpected address type %T", err, a)
-		}
-	}
-	switch nested := oe.Err.(type) {
-	case nil:
-		return fmt.Errorf("%v: nil Err", err)
-	case *os.SyscallError:
-		if _, ok := nested.Err.(syscall.Errno); !ok {
-			return fmt.Errorf("%v: *os.SyscallError wraps %T, want a syscall.Errno", err, nested.Err)
-		}
-		return nil
-	case syscall.Errno, *net.AddrError, net.UnknownNetworkError, *net.DNSError, *net.ParseError:
-		return nil
-	}
-	for _, sentinel := range []error{
-		net.ErrClosed, os.ErrDeadlineExceeded, context.DeadlineExceeded, context.Canceled,
-		io.EOF, io.ErrUnexpectedEOF, errors.ErrUnsupported, transport.ErrNotSocket,
-	} {
-		if errors.Is(oe.Err, sentinel) {
-			return nil
-		}
-	}
-	return fmt.Errorf("%v: Err is %T (%v), not one of the layers package net wraps", err, oe.Err, oe.Err)
-}
 
 // TestListenRefusesOtherNetworksAsPackageNet: networks that are not
 // streams fail with exactly net.Listen's error (no socket is created to

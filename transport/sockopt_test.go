@@ -271,3 +271,40 @@ func TestMultipathTCPMatchesPackageNet(t *testing.T) {
 		t.Errorf("dialed hub conn's MultipathTCP() = %v, %v, want false, nil", using, err)
 	}
 }
+
+func TestTCPConnsHaveNoDelayAndKeepAlive(t *testing.T) {
+	h := newHub(t)
+	c1, c2 := pipe(t, h, "tcp", true, true)
+	for _, c := range []struct {
+		side string
+		c    net.Conn
+	}{{"dialed", c1}, {"accepted", c2}} {
+		if v := sockoptInt(t, c.c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); v != 1 {
+			t.Errorf("%s conn: TCP_NODELAY = %d, want 1", c.side, v)
+		}
+		if v := sockoptInt(t, c.c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE); v != 1 {
+			t.Errorf("%s conn: SO_KEEPALIVE = %d, want 1", c.side, v)
+		}
+		if v := sockoptInt(t, c.c, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE); v != 15 {
+			t.Errorf("%s conn: TCP_KEEPIDLE = %d, want package net's 15", c.side, v)
+		}
+	}
+
+	t.Run("a negative Dialer.KeepAlive turns keepalive off", func(t *testing.T) {
+		ln := listen(t, h, "tcp")
+		acc := acceptAsync(t, ln)
+		d := transport.Dialer{Hub: h, KeepAlive: -1}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		await(t, acc, 5*time.Second, "Accept")
+		if v := sockoptInt(t, c, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE); v != 0 {
+			t.Errorf("SO_KEEPALIVE = %d, want 0", v)
+		}
+		if v := sockoptInt(t, c, syscall.IPPROTO_TCP, syscall.TCP_NODELAY); v != 1 {
+			t.Errorf("TCP_NODELAY = %d, want 1", v)
+		}
+	})
+}
