@@ -20,6 +20,8 @@ import (
 // A Conn is safe for concurrent use: reads are serialised among themselves,
 // as are writes, so one Write is never interleaved with another.
 type Conn struct {
+	// All fields are immutable after newConn: a Conn needs no lock of its
+	// own (its netFD serialises what must be).
 	fd           *netFD
 	net          string // "tcp" or "unix"
 	laddr, raddr net.Addr

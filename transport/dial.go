@@ -14,7 +14,8 @@ import (
 
 // Dialer dials TCP and unix stream conns whose connect, and every wait
 // after it, goes through a hub. Its zero value dials on poller.Default()
-// with package net's defaults.
+// with package net's defaults. As a net.Dialer, it may be used by several
+// goroutines at once, as long as its fields are not changed meanwhile.
 type Dialer struct {
 	// Hub is the hub the conns wait on; nil means poller.Default().
 	Hub *poller.Hub
@@ -93,7 +94,8 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	return sd.dialParallel(ctx, primaries, fallbacks)
 }
 
-// sysDialer is one DialHub call's parameters, as package net's is.
+// sysDialer is one DialHub call's parameters, as package net's is. It is
+// immutable once made, and shared by the racing goroutines of dialParallel.
 type sysDialer struct {
 	d             *Dialer
 	h             *poller.Hub

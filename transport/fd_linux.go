@@ -27,10 +27,13 @@ const maxRW = 1 << 30
 // waits in each direction of reg and concurrent writes never interleave.
 //
 // Lock order: an operation takes its reference (incref) first, then at most
-// one of rmu and wmu, then, briefly and inside Registration's methods, the
-// hub's own locks. No operation holds both rmu and wmu, and neither the hub
-// goroutine nor Close ever takes them (Close wakes waiters through reg), so
-// a reader and a writer never wait for each other and no cycle can form.
+// one of rmu and wmu. rmu and wmu are leaf locks: while one is held, the
+// only calls out are the syscall, Registration.Prepare and Wait (which take
+// no lock: Wait parks on the direction's token channel) and, in readPooled,
+// the caller's BufferPool. The hub goroutine, deadline timers and Close
+// never take them (Close wakes waiters through reg), so a reader and a
+// writer never wait for each other, and Close never waits for a lock that
+// a parked reader or writer holds.
 type netFD struct {
 	sysfd int
 	reg   *poller.Registration

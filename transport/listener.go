@@ -21,12 +21,16 @@ import (
 // net.ErrClosed. EMFILE and ENFILE (no fds left) come back from Accept as
 // errors whose Temporary() is true, so servers back off and retry.
 type Listener struct {
+	// fd, net, addr and unlink are immutable once ListenHub or
+	// WrapListenerHub has returned the Listener.
 	fd   *netFD
 	net  string // "tcp" or "unix"
 	addr net.Addr
 	// unlink is the unix socket path removed on Close; empty when this
 	// listener does not own the path.
-	unlink     string
+	unlink string
+	// unlinkOnce makes the first Close, of any goroutine, the one that
+	// removes unlink.
 	unlinkOnce sync.Once
 }
 
