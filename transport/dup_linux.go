@@ -3,23 +3,33 @@
 package transport
 
 import (
+	"net"
 	"os"
 	"syscall"
 )
+
+// unwrapOpError returns the error inside package net's *net.OpError, which
+// the caller wraps in its own: an OpError never wraps another.
+func unwrapOpError(err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		return oe.Err
+	}
+	return err
+}
 
 // dupFD duplicates the fd of a standard library socket (close-on-exec,
 // non-blocking), so that the original can be closed independently.
 func dupFD(sc syscall.Conn) (int, error) {
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return -1, err
+		return -1, unwrapOpError(err)
 	}
 	ns := -1
 	var derr error
 	if err := rc.Control(func(fd uintptr) {
 		ns, derr = dupCloexec(int(fd))
 	}); err != nil {
-		return -1, err
+		return -1, unwrapOpError(err)
 	}
 	if derr != nil {
 		return -1, os.NewSyscallError("fcntl", derr)

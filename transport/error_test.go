@@ -71,6 +71,13 @@ func TestNewConnAndWrapListenerFailWithOpErrors(t *testing.T) {
 	closedHub := newHub(t)
 	closedHub.Close()
 	tcp, _ := pipe(t, h, "tcp", false, false)
+	closedTCP, _ := pipe(t, h, "tcp", false, false)
+	closedTCP.Close()
+	closedListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedListener.Close()
 	for _, tc := range []struct {
 		name   string
 		move   func() error
@@ -79,6 +86,11 @@ func TestNewConnAndWrapListenerFailWithOpErrors(t *testing.T) {
 		{"NewConn of a net.Pipe", func() error { _, err := transport.NewConn(h, p1); return err }, transport.ErrNotSocket},
 		{"NewConnHub of a nil conn", func() error { _, err := transport.NewConnHub(h, nil); return err }, transport.ErrNotSocket},
 		{"NewConn onto a closed hub", func() error { _, err := transport.NewConn(closedHub, tcp); return err }, net.ErrClosed},
+		{"NewConn of a closed conn", func() error { _, err := transport.NewConn(h, closedTCP); return err }, net.ErrClosed},
+		{"WrapListener of a closed listener", func() error {
+			_, err := transport.WrapListener(h, closedListener)
+			return err
+		}, net.ErrClosed},
 		{"WrapListener of no socket", func() error {
 			_, err := transport.WrapListener(h, notSocketListener{})
 			return err

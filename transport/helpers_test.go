@@ -369,6 +369,8 @@ func validOpError(err error) error {
 	switch nested := oe.Err.(type) {
 	case nil:
 		return fmt.Errorf("%v: nil Err", err)
+	case *net.OpError:
+		return fmt.Errorf("%v: an *net.OpError wraps another", err)
 	case *os.SyscallError:
 		if _, ok := nested.Err.(syscall.Errno); !ok {
 			return fmt.Errorf("%v: *os.SyscallError wraps %T, want a syscall.Errno", err, nested.Err)
