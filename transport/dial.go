@@ -83,7 +83,8 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	}
 	addrs, err := d.resolve(ctx, network, address)
 	if err != nil {
-		return nil, sd.opErr(nil, mapCtxErr(err))
+		// As package net: a resolution error names no address.
+		return nil, &net.OpError{Op: "dial", Net: network, Err: mapCtxErr(err)}
 	}
 	var primaries, fallbacks []net.Addr
 	if network == "tcp" && d.FallbackDelay >= 0 {

@@ -198,3 +198,38 @@ func TestClosedConnErrorsMatchPackageNet(t *testing.T) {
 		}
 	}
 }
+
+// TestDialAddressErrorsMatchPackageNet: an address or network a dial
+// cannot use fails, before any traffic, with exactly net.Dialer's error.
+func TestDialAddressErrorsMatchPackageNet(t *testing.T) {
+	h := newHub(t)
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	for _, tc := range []struct{ network, address string }{
+		{"no-such-network", "127.0.0.1:1"},
+		{"tcp", "127.0.0.1"},
+		{"tcp", "127.0.0.1:no-such-port"},
+		{"tcp4", "[::1]:1"},
+		{"tcp6", "127.0.0.1:1"},
+	} {
+		t.Run(fmt.Sprintf("%q %q", tc.network, tc.address), func(t *testing.T) {
+			std := net.Dialer{LocalAddr: local}
+			hub := transport.Dialer{Hub: h, LocalAddr: local}
+			sc, serr := std.Dial(tc.network, tc.address)
+			if serr == nil {
+				sc.Close()
+				t.Skipf("package net dials %q %q here", tc.network, tc.address)
+			}
+			hc, herr := hub.Dial(tc.network, tc.address)
+			if herr == nil {
+				hc.Close()
+				t.Fatalf("dial succeeded; package net's fails with %v", serr)
+			}
+			if !reflect.DeepEqual(herr, serr) {
+				t.Errorf("dial error:\n got %#v\nwant %#v (package net's)", herr, serr)
+			}
+			if err := validOpError(herr); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
