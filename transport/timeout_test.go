@@ -128,13 +128,17 @@ func TestDeadlines(t *testing.T) {
 
 	t.Run("a write deadline fails a Write blocked on a peer that does not read", func(t *testing.T) {
 		c, _ := hubPair(t)
-		const d = 200 * time.Millisecond
+		// The deadline must leave the Write time to start on a loaded
+		// machine (a Write that starts after it writes nothing, as
+		// package net's does): the buffer is allocated first.
+		const d = time.Second
+		const size = 64 << 20
+		buf := make([]byte, size)
 		start := time.Now()
 		if err := c.SetWriteDeadline(start.Add(d)); err != nil {
 			t.Fatal(err)
 		}
-		const size = 64 << 20
-		w := await(t, async(func() (int, error) { return c.Write(make([]byte, size)) }), 5*time.Second, "Write with a deadline")
+		w := await(t, async(func() (int, error) { return c.Write(buf) }), 10*time.Second, "Write with a deadline")
 		checkTimeout(t, w.err, "write")
 		if took := time.Since(start); took < d {
 			t.Errorf("Write timed out after %v, before its deadline %v", took, d)
