@@ -252,23 +252,6 @@ func readAll(c net.Conn) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-func sockoptInt(t testing.TB, c net.Conn, level, name int) int {
-	t.Helper()
-	rc, err := c.(syscall.Conn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v int
-	var serr error
-	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, name) }); err != nil {
-		t.Fatal(err)
-	}
-	if serr != nil {
-		t.Fatal(serr)
-	}
-	return v
-}
-
 // makePipe returns two connected conns: c1 dialed, c2 accepted.
 func makePipe(t *testing.T, h *poller.Hub, network string, hubListen, hubDial bool) (c1, c2 net.Conn, stop func(), err error) {
 	addr := "127.0.0.1:0"

@@ -308,3 +308,20 @@ func TestTCPConnsHaveNoDelayAndKeepAlive(t *testing.T) {
 		}
 	})
 }
+
+func sockoptInt(t testing.TB, c net.Conn, level, name int) int {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var serr error
+	if err := rc.Control(func(fd uintptr) { v, serr = syscall.GetsockoptInt(int(fd), level, name) }); err != nil {
+		t.Fatal(err)
+	}
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return v
+}
