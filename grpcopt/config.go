@@ -316,7 +316,7 @@ type listener struct {
 // grpc.Server.Serve, which retries only temporary ones.
 func (l *listener) Accept() (net.Conn, error) {
 	for {
-		hc, err := l.Listener.AcceptConn()
+		hc, err := l.Listener.AcceptHub()
 		if err != nil {
 			return nil, err
 		}

@@ -116,7 +116,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		src = hc.Conn // a hub conn of another hub: move its socket
 	}
 	h := c.cfg.hub() // picked once: with a Group, each call picks
-	moved, err := transport.AdoptConn(h, src)
+	moved, err := transport.NewConnHub(h, src)
 	if err != nil {
 		err = fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
 		if h.Err() != nil && c.warned.CompareAndSwap(false, true) {

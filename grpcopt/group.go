@@ -60,7 +60,7 @@ func hubOf(c net.Conn) *poller.Hub {
 
 // listenGroup is Listen with a Group: the listening socket waits on one
 // hub of the group, and each accepted conn is registered directly with the
-// hub Group.Next() picks once it is accepted (transport.Listener.AcceptOn),
+// hub Group.Next() picks once it is accepted (transport.Listener.AcceptHubOn),
 // so spreading costs no syscall.
 func (c Config) listenGroup(network, address string) (net.Listener, error) {
 	l, err := transport.Listen(c.Group.Next(), network, address)
@@ -105,7 +105,7 @@ func (l *groupListener) Accept() (net.Conn, error) {
 		if closed {
 			return nil, &net.OpError{Op: "accept", Net: l.base.Addr().Network(), Addr: l.base.Addr(), Err: net.ErrClosed}
 		}
-		hc, err := cur.AcceptOn(l.cfg.hub)
+		hc, err := cur.AcceptHubOn(l.cfg.hub)
 		if err == nil {
 			if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
 				return c, nil

@@ -160,7 +160,7 @@ func pair(t testing.TB, h *poller.Hub, network string) (*transport.Conn, *transp
 	}
 	acc := make(chan res, 1)
 	go func() {
-		c, err := l.AcceptConn()
+		c, err := l.AcceptHub()
 		acc <- res{c, err}
 	}()
 	d := transport.Dialer{Hub: h}

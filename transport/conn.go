@@ -20,6 +20,8 @@ import (
 // A Conn is safe for concurrent use: reads are serialised among themselves,
 // as are writes, so one Write is never interleaved with another.
 type Conn struct {
+	// All fields are immutable after newConn: a Conn needs no lock of its
+	// own (its netFD serialises what must be).
 	fd           *netFD
 	net          string // "tcp" or "unix"
 	laddr, raddr net.Addr
@@ -37,6 +39,13 @@ func newConn(fd *netFD, network string, laddr, raddr net.Addr) *Conn {
 
 func (c *Conn) opErr(op string, err error) error {
 	return &net.OpError{Op: op, Net: c.net, Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+// localOpErr is opErr for the operations whose errors package net reports
+// with the local address in Addr and no Source (net.conn's SetDeadline,
+// SetReadBuffer, SetWriteBuffer and RawConn.Control).
+func (c *Conn) localOpErr(op string, err error) error {
+	return &net.OpError{Op: op, Net: c.net, Addr: c.laddr, Err: err}
 }
 
 // Read reads into b, waiting on the hub while no data is available. It
@@ -62,6 +71,10 @@ type BufferPool interface {
 // the buffer (the caller puts it back) and the bytes read, or an error and
 // no buffer; io.EOF once the peer has shut down its side. An idle conn so
 // pins no memory: this is grpc-go's ReadOnReady contract.
+//
+// As Read with an empty buffer, size 0 returns no buffer, 0 and nil
+// without a syscall (net.ErrClosed once the conn is closed); a negative
+// size fails with syscall.EINVAL and takes nothing from pool.
 func (c *Conn) ReadPooled(size int, pool BufferPool) (*[]byte, int, error) {
 	b, n, err := c.fd.readPooled(size, pool)
 	if err != nil && err != io.EOF {
@@ -134,7 +147,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(t, fal
 
 func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	if err := c.fd.setDeadline(t, read, write); err != nil {
-		return c.opErr("set", err)
+		return c.localOpErr("set", err)
 	}
 	return nil
 }
@@ -149,16 +162,44 @@ func (c *Conn) SetKeepAlive(on bool) error {
 	return c.setInt("set", "tcp", solSocket, soKeepAlive, boolInt(on))
 }
 
-// SetKeepAlivePeriod sets the idle time before probes and the interval
-// between them, as (*net.TCPConn).SetKeepAlivePeriod does.
+// SetKeepAlivePeriod sets the idle time before the first keepalive probe
+// (TCP_KEEPIDLE), as (*net.TCPConn).SetKeepAlivePeriod does: 0 means
+// package net's default (15 s), a negative period changes nothing, and the
+// interval and count of probes are left as they are.
 func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
 	if !c.isTCP() {
 		return c.opErr("set", syscall.EOPNOTSUPP)
 	}
-	if err := c.fd.setKeepAlive(keepAlive{idle: d, interval: d, count: defaultKeepAlive.count}); err != nil {
+	if err := c.fd.setKeepAlivePeriod(d); err != nil {
 		return c.opErr("set", err)
 	}
 	return nil
+}
+
+// SetKeepAliveConfig configures keepalive probes as
+// (*net.TCPConn).SetKeepAliveConfig does: SO_KEEPALIVE from Enable, then
+// the idle time, interval and count, where 0 means package net's default
+// (15 s, 15 s, 9) and a negative value leaves that option as it is.
+func (c *Conn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
+	if !c.isTCP() {
+		return c.opErr("set", syscall.EOPNOTSUPP)
+	}
+	if err := c.fd.setKeepAliveConfig(config); err != nil {
+		return c.opErr("set", err)
+	}
+	return nil
+}
+
+// MultipathTCP reports whether the conn is using MPTCP, as
+// (*net.TCPConn).MultipathTCP does. Hub dialers never ask for MPTCP, but a
+// conn accepted from a listener package net created may use it (package
+// net listens with MPTCP by default where the kernel supports it).
+func (c *Conn) MultipathTCP() (bool, error) {
+	using, err := c.fd.multipathTCP()
+	if err != nil {
+		return false, c.opErr("get", err)
+	}
+	return using, nil
 }
 
 // SetLinger sets SO_LINGER as (*net.TCPConn).SetLinger does: sec < 0 is the
@@ -173,12 +214,18 @@ func (c *Conn) SetLinger(sec int) error {
 
 // SetReadBuffer sets SO_RCVBUF.
 func (c *Conn) SetReadBuffer(bytes int) error {
-	return c.setInt("set", "", solSocket, soRcvBuf, bytes)
+	if err := c.fd.sockopt(solSocket, soRcvBuf, bytes); err != nil {
+		return c.localOpErr("set", err)
+	}
+	return nil
 }
 
 // SetWriteBuffer sets SO_SNDBUF.
 func (c *Conn) SetWriteBuffer(bytes int) error {
-	return c.setInt("set", "", solSocket, soSndBuf, bytes)
+	if err := c.fd.sockopt(solSocket, soSndBuf, bytes); err != nil {
+		return c.localOpErr("set", err)
+	}
+	return nil
 }
 
 // SetSockoptInt sets an integer socket option (for example TCP_USER_TIMEOUT,
@@ -219,7 +266,7 @@ type rawConn struct{ c *Conn }
 func (r rawConn) Control(f func(fd uintptr)) error {
 	err := r.c.fd.control(func(fd int) error { f(uintptr(fd)); return nil })
 	if err != nil {
-		return r.c.opErr("raw-control", err)
+		return r.c.localOpErr("raw-control", err)
 	}
 	return nil
 }
@@ -242,9 +289,9 @@ func (r rawConn) Write(f func(fd uintptr) (done bool)) error {
 	return nil
 }
 
-// ErrNotSocket is returned (wrapped) by NewConn, AdoptConn and WrapListener
-// for a conn or listener whose socket they cannot reach: neither a package
-// net TCP or unix one nor a hub one.
+// ErrNotSocket is wrapped, in a *net.OpError, by NewConn, NewConnHub,
+// WrapListener and WrapListenerHub for a conn or listener whose socket they
+// cannot reach: neither a package net TCP or unix one nor a hub one.
 var ErrNotSocket = errors.New("transport: cannot move this conn onto a hub")
 
 // NewConn moves an established *net.TCPConn or *net.UnixConn onto hub h (nil
@@ -252,15 +299,15 @@ var ErrNotSocket = errors.New("transport: cannot move this conn onto a hub")
 // may close it; the returned conn has its own fd. A *Conn already on h is
 // returned as it is.
 func NewConn(h *poller.Hub, c net.Conn) (net.Conn, error) {
-	hc, err := AdoptConn(h, c)
+	hc, err := NewConnHub(h, c)
 	if err != nil {
 		return nil, err
 	}
 	return hc, nil
 }
 
-// AdoptConn is NewConn returning the concrete type.
-func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
+// NewConnHub is NewConn returning the concrete type.
+func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 	if h == nil {
 		h = poller.Default()
 	}
@@ -275,8 +322,12 @@ func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
 		network = "tcp"
 	case *net.UnixConn:
 		network = "unix"
+	case nil:
+		return nil, &net.OpError{Op: "adopt", Err: fmt.Errorf("%w: a nil conn", ErrNotSocket)}
 	default:
-		return nil, fmt.Errorf("%w: a %T (want *net.TCPConn or *net.UnixConn)", ErrNotSocket, c)
+		// c's own addresses are only named if they are a socket's.
+		err := fmt.Errorf("%w: a %T (want *net.TCPConn or *net.UnixConn)", ErrNotSocket, c)
+		return nil, &net.OpError{Op: "adopt", Net: addrNetwork(c.LocalAddr()), Source: sockAddr(c.LocalAddr()), Addr: sockAddr(c.RemoteAddr()), Err: err}
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
@@ -286,6 +337,30 @@ func AdoptConn(h *poller.Hub, c net.Conn) (*Conn, error) {
 		return nil, opErr(err)
 	}
 	return newConn(fd, network, c.LocalAddr(), c.RemoteAddr()), nil
+}
+
+// sockAddr returns a if it is a *net.TCPAddr or *net.UnixAddr, else nil:
+// the address types a hub error names, as package net's do.
+func sockAddr(a net.Addr) net.Addr {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		if a != nil {
+			return a
+		}
+	case *net.UnixAddr:
+		if a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+// addrNetwork is a.Network(), or "" for a nil a.
+func addrNetwork(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.Network()
 }
 
 // moveFD registers a duplicate of a socket's fd with h; the original stays

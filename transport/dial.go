@@ -14,21 +14,32 @@ import (
 
 // Dialer dials TCP and unix stream conns whose connect, and every wait
 // after it, goes through a hub. Its zero value dials on poller.Default()
-// with package net's defaults.
+// with package net's defaults. As a net.Dialer, it may be used by several
+// goroutines at once, as long as its fields are not changed meanwhile.
 type Dialer struct {
 	// Hub is the hub the conns wait on; nil means poller.Default().
 	Hub *poller.Hub
 	// Timeout bounds a dial, across all addresses tried; zero means none
 	// beyond the context's.
 	Timeout time.Duration
-	// KeepAlive is the TCP keepalive period: zero means package net's
-	// default (15 s), negative disables keepalive.
+	// KeepAlive is the idle time before keepalive probes, as in
+	// net.Dialer: zero means package net's default (15 s), negative leaves
+	// keepalive off. It is ignored if KeepAliveConfig.Enable is true.
 	KeepAlive time.Duration
+	// KeepAliveConfig, if Enable is true, configures keepalive probes as
+	// (*net.TCPConn).SetKeepAliveConfig does, as in net.Dialer.
+	KeepAliveConfig net.KeepAliveConfig
 	// LocalAddr, if set, is the local address to bind: a *net.TCPAddr or
 	// *net.UnixAddr.
 	LocalAddr net.Addr
 	// Resolver looks up host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
+	// FallbackDelay is the head start, as in net.Dialer, that the
+	// addresses of a "tcp" host name's first family get before those of
+	// the other family are raced against them (RFC 6555 Fast Fallback):
+	// zero means 300 ms, negative disables the race (the families are
+	// tried one after the other).
+	FallbackDelay time.Duration
 }
 
 // Dial is DialContext with context.Background().
@@ -37,9 +48,10 @@ func (d *Dialer) Dial(network, address string) (net.Conn, error) {
 }
 
 // DialContext connects to address on network ("tcp", "tcp4", "tcp6" or
-// "unix"), with net.Dial's address syntax. A host name's addresses are
-// tried in turn, those of the first address's family first, as package
-// net does, each with a fair share of the remaining time. Cancelling ctx
+// "unix"), with net.Dial's address syntax. As package net does, a host
+// name's addresses of the first address's family are tried in turn, each
+// with a fair share of the remaining time, and for "tcp" those of the
+// other family are raced against them after FallbackDelay. Cancelling ctx
 // aborts the dial; errors are *net.OpError values (errors.Is finds
 // syscall.ECONNREFUSED, context.Canceled, ...).
 func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
@@ -56,11 +68,13 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	if h == nil {
 		h = poller.Default()
 	}
-	opErr := func(raddr net.Addr, err error) error {
-		return &net.OpError{Op: "dial", Net: network, Source: d.LocalAddr, Addr: raddr, Err: err}
+	netw := "tcp"
+	if network == "unix" {
+		netw = "unix"
 	}
+	sd := &sysDialer{d: d, h: h, network: network, netw: netw, ka: keepAliveSettings{d.KeepAlive, d.KeepAliveConfig}}
 	if err := h.Err(); err != nil {
-		return nil, opErr(nil, err)
+		return nil, sd.opErr(nil, err)
 	}
 	if d.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -69,34 +83,143 @@ func (d *Dialer) DialHub(ctx context.Context, network, address string) (*Conn, e
 	}
 	addrs, err := d.resolve(ctx, network, address)
 	if err != nil {
-		return nil, opErr(nil, mapCtxErr(err))
+		// As package net: a resolution error names no address.
+		return nil, &net.OpError{Op: "dial", Net: network, Err: mapCtxErr(err)}
 	}
-	ka := defaultKeepAlive
-	if d.KeepAlive > 0 {
-		ka.idle, ka.interval = d.KeepAlive, d.KeepAlive
-	} else if d.KeepAlive < 0 {
-		ka.idle = 0
+	var primaries, fallbacks []net.Addr
+	if network == "tcp" && d.FallbackDelay >= 0 {
+		primaries, fallbacks = partition(addrs)
+	} else {
+		primaries = addrs
 	}
+	return sd.dialParallel(ctx, primaries, fallbacks)
+}
+
+// sysDialer is one DialHub call's parameters, as package net's is. It is
+// immutable once made, and shared by the racing goroutines of dialParallel.
+type sysDialer struct {
+	d             *Dialer
+	h             *poller.Hub
+	network, netw string // as asked; and "tcp" or "unix"
+	ka            keepAliveSettings
+}
+
+func (sd *sysDialer) opErr(raddr net.Addr, err error) error {
+	return &net.OpError{Op: "dial", Net: sd.network, Source: sd.d.LocalAddr, Addr: raddr, Err: err}
+}
+
+// partition splits addrs into those of the first address's family and the
+// others, as package net's addrList.partition does.
+func partition(addrs []net.Addr) (primaries, fallbacks []net.Addr) {
+	is4 := func(a net.Addr) bool { ta, ok := a.(*net.TCPAddr); return ok && ta.IP.To4() != nil }
+	for _, a := range addrs {
+		if is4(a) == is4(addrs[0]) {
+			primaries = append(primaries, a)
+		} else {
+			fallbacks = append(fallbacks, a)
+		}
+	}
+	return primaries, fallbacks
+}
+
+// fallbackDelay is Dialer.FallbackDelay with package net's default.
+func (d *Dialer) fallbackDelay() time.Duration {
+	if d.FallbackDelay > 0 {
+		return d.FallbackDelay
+	}
+	return 300 * time.Millisecond
+}
+
+// dialParallel races the primaries against the fallbacks, giving the
+// primaries a head start of FallbackDelay (RFC 6555 Fast Fallback), as
+// package net's dialParallel does. It returns the first conn established
+// and closes any other; else the primaries' error.
+func (sd *sysDialer) dialParallel(ctx context.Context, primaries, fallbacks []net.Addr) (*Conn, error) {
+	if len(fallbacks) == 0 {
+		return sd.dialSerial(ctx, primaries)
+	}
+	returned := make(chan struct{})
+	defer close(returned)
+	type dialResult struct {
+		c       *Conn
+		err     error
+		primary bool
+		done    bool
+	}
+	results := make(chan dialResult) // unbuffered: a loser sees returned
+	startRacer := func(ctx context.Context, primary bool) {
+		ras := primaries
+		if !primary {
+			ras = fallbacks
+		}
+		c, err := sd.dialSerial(ctx, ras)
+		select {
+		case results <- dialResult{c: c, err: err, primary: primary, done: true}:
+		case <-returned:
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	var primary, fallback dialResult
+	primaryCtx, primaryCancel := context.WithCancel(ctx)
+	defer primaryCancel()
+	go startRacer(primaryCtx, true)
+	fallbackTimer := time.NewTimer(sd.d.fallbackDelay())
+	defer fallbackTimer.Stop()
+	for {
+		select {
+		case <-fallbackTimer.C:
+			fallbackCtx, fallbackCancel := context.WithCancel(ctx)
+			defer fallbackCancel()
+			go startRacer(fallbackCtx, false)
+		case res := <-results:
+			if res.err == nil {
+				return res.c, nil
+			}
+			if res.primary {
+				primary = res
+			} else {
+				fallback = res
+			}
+			if primary.done && fallback.done {
+				return nil, primary.err
+			}
+			if res.primary && fallbackTimer.Stop() {
+				// The primaries failed before the head start ran out:
+				// start the fallbacks now.
+				fallbackTimer.Reset(0)
+			}
+		}
+	}
+}
+
+// dialSerial tries ras in turn, each with its share of the time left, and
+// returns the first conn or the first error.
+func (sd *sysDialer) dialSerial(ctx context.Context, ras []net.Addr) (*Conn, error) {
 	var first error
-	netw := "tcp"
-	if network == "unix" {
-		netw = "unix"
-	}
-	for i, ra := range addrs {
-		actx, cancel := partialDeadline(ctx, len(addrs)-i)
-		c, err := d.dialOne(actx, h, network, netw, ra, ka)
+	for i, ra := range ras {
+		if err := ctx.Err(); err != nil {
+			return nil, sd.opErr(ra, mapCtxErr(err)) // as package net does
+		}
+		actx, cancel := partialDeadline(ctx, len(ras)-i)
+		c, err := sd.d.dialOne(actx, sd.h, sd.network, sd.netw, ra, sd.ka)
 		cancel()
 		if err == nil {
 			return c, nil
 		}
 		if first == nil {
-			first = opErr(ra, mapCtxErr(err))
-		}
-		if ctx.Err() != nil {
-			break
+			first = sd.opErr(ra, mapCtxErr(err))
 		}
 	}
 	return nil, first
+}
+
+// keepAliveSettings are a dialer's or listener's keepalive fields, applied
+// to each new TCP conn as package net applies them.
+type keepAliveSettings struct {
+	keepAlive time.Duration
+	config    net.KeepAliveConfig
 }
 
 // mapCtxErr turns a context's own errors into package net's: "i/o timeout"
@@ -142,7 +265,7 @@ func (canceledError) Is(target error) bool { return target == context.Canceled }
 // the socket to itself — TCP simultaneous open, when the target port is an
 // unused ephemeral one on this host — or failed with a spurious
 // EADDRNOTAVAIL.
-func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAlive) (*Conn, error) {
+func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAliveSettings) (*Conn, error) {
 	ephemeral := true
 	if la, ok := d.LocalAddr.(*net.TCPAddr); ok && la.Port != 0 {
 		ephemeral = false
@@ -156,7 +279,11 @@ func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw strin
 			}
 			return nil, err
 		}
-		c := newConn(fd, netw, fd.localAddr(netw == "unix"), ra)
+		raddr := fd.remoteAddr(netw == "unix")
+		if raddr == nil {
+			raddr = ra
+		}
+		c := newConn(fd, netw, fd.localAddr(netw == "unix"), raddr)
 		if retry && selfConnected(c) {
 			c.Close()
 			continue
@@ -188,7 +315,8 @@ func partialDeadline(ctx context.Context, n int) (context.Context, context.Cance
 	return context.WithTimeout(ctx, share)
 }
 
-// resolve turns an address into the socket addresses to try, in order.
+// resolve turns an address into the socket addresses to try, in the
+// resolver's order.
 func (d *Dialer) resolve(ctx context.Context, network, address string) ([]net.Addr, error) {
 	r := d.Resolver
 	if r == nil {
@@ -226,21 +354,16 @@ func (d *Dialer) resolve(ctx context.Context, network, address string) ([]net.Ad
 			return nil, err
 		}
 	}
-	var first, rest []net.Addr
+	var addrs []net.Addr
 	for _, ip := range ips {
 		is4 := ip.Unmap().Is4()
 		if (network == "tcp4" && !is4) || (network == "tcp6" && is4) {
 			continue
 		}
-		a := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(port)))
-		if len(first) == 0 || is4 == (first[0].(*net.TCPAddr).IP.To4() != nil) {
-			first = append(first, a)
-		} else {
-			rest = append(rest, a)
-		}
+		addrs = append(addrs, net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(port))))
 	}
-	if len(first) == 0 {
+	if len(addrs) == 0 {
 		return nil, &net.AddrError{Err: "no suitable address found", Addr: host}
 	}
-	return append(first, rest...), nil
+	return addrs, nil
 }

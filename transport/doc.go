@@ -20,6 +20,18 @@
 // (non-blocking, close-on-exec), retries ECONNABORTED, and reports EMFILE
 // and ENFILE as errors whose Temporary() is true.
 //
+// Names follow one rule, as package net's ListenTCP, DialTCP and AcceptTCP
+// do: the contract names return interfaces (Listen, WrapListener, NewConn,
+// Dialer.Dial and DialContext, Listener.Accept), and each has a twin ending
+// in "Hub" that returns the concrete type (ListenHub, WrapListenerHub,
+// NewConnHub, Dialer.DialHub, Listener.AcceptHub); AcceptHubOn is AcceptHub
+// with the hub chosen by the caller.
+//
+// A conn or listener that is garbage-collected unclosed is closed then, as
+// package net's are: its fd is closed and its registration leaves the hub
+// (the hub never keeps a conn reachable). Close them anyway: the collector
+// may run late, or never.
+//
 // If a hub is closed, every call on its conns returns an error matching
 // net.ErrClosed; the conns must still be closed to release their fds.
 //

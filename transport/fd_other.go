@@ -26,13 +26,6 @@ const (
 	soSndBuf                              = 0
 )
 
-type keepAlive struct {
-	idle, interval time.Duration
-	count          int
-}
-
-var defaultKeepAlive keepAlive
-
 func newFD(*poller.Hub, int) (*netFD, error) { return nil, errUnsupported }
 func dupFD(syscall.Conn) (int, error)        { return -1, errUnsupported }
 func (*netFD) Close() error                  { return errUnsupported }
@@ -44,19 +37,22 @@ func (*netFD) Write([]byte) (int, error) { return 0, errUnsupported }
 func (*netFD) writeBuffers(*net.Buffers) (int64, error) {
 	return 0, errUnsupported
 }
-func (*netFD) shutdown(int) error                      { return errUnsupported }
-func (*netFD) setDeadline(time.Time, bool, bool) error { return errUnsupported }
-func (*netFD) control(func(int) error) error           { return errUnsupported }
-func (*netFD) rawRead(func(uintptr) bool) error        { return errUnsupported }
-func (*netFD) rawWrite(func(uintptr) bool) error       { return errUnsupported }
-func (*netFD) sockopt(int, int, int) error             { return errUnsupported }
-func (*netFD) setLinger(int) error                     { return errUnsupported }
-func (*netFD) setKeepAlive(keepAlive) error            { return errUnsupported }
-func (*netFD) hub() *poller.Hub                        { return nil }
-func (*netFD) localAddr(bool) net.Addr                 { return nil }
-func (*netFD) acceptConn(bool) (*netFD, net.Addr, net.Addr, error) {
+func (*netFD) shutdown(int) error                           { return errUnsupported }
+func (*netFD) setDeadline(time.Time, bool, bool) error      { return errUnsupported }
+func (*netFD) control(func(int) error) error                { return errUnsupported }
+func (*netFD) rawRead(func(uintptr) bool) error             { return errUnsupported }
+func (*netFD) rawWrite(func(uintptr) bool) error            { return errUnsupported }
+func (*netFD) sockopt(int, int, int) error                  { return errUnsupported }
+func (*netFD) setLinger(int) error                          { return errUnsupported }
+func (*netFD) multipathTCP() (bool, error)                  { return false, errUnsupported }
+func (*netFD) setKeepAlivePeriod(time.Duration) error       { return errUnsupported }
+func (*netFD) setKeepAliveConfig(net.KeepAliveConfig) error { return errUnsupported }
+func (*netFD) hub() *poller.Hub                             { return nil }
+func (*netFD) localAddr(bool) net.Addr                      { return nil }
+func (*netFD) remoteAddr(bool) net.Addr                     { return nil }
+func (*netFD) acceptConn(func() *poller.Hub, bool) (*netFD, net.Addr, net.Addr, error) {
 	return nil, nil, nil, errUnsupported
 }
-func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAlive) (*netFD, error) {
+func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAliveSettings) (*netFD, error) {
 	return nil, errUnsupported
 }

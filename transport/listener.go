@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,12 +21,16 @@ import (
 // net.ErrClosed. EMFILE and ENFILE (no fds left) come back from Accept as
 // errors whose Temporary() is true, so servers back off and retry.
 type Listener struct {
+	// fd, net, addr and unlink are immutable once ListenHub or
+	// WrapListenerHub has returned the Listener.
 	fd   *netFD
 	net  string // "tcp" or "unix"
 	addr net.Addr
 	// unlink is the unix socket path removed on Close; empty when this
 	// listener does not own the path.
-	unlink     string
+	unlink string
+	// unlinkOnce makes the first Close, of any goroutine, the one that
+	// removes unlink.
 	unlinkOnce sync.Once
 }
 
@@ -62,14 +67,7 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 		// Package net listens on these; the hub carries byte streams only.
 		return nil, &net.OpError{Op: "listen", Net: network, Err: errNotStream}
 	default:
-		// Package net listens on no other network: its own error, exactly
-		// (an AddrError for "udp", an UnknownNetworkError for "no-such").
-		l, err := net.Listen(network, address)
-		if err != nil {
-			return nil, err
-		}
-		l.Close() // not expected; refuse it as an unknown network
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+		return nil, listenNetworkError(network, address)
 	}
 	if err := h.Err(); err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
@@ -98,22 +96,61 @@ func ListenHub(h *poller.Hub, network, address string) (*Listener, error) {
 	return l, nil
 }
 
+// listenNetworkError is net.Listen's error for a network other than the
+// stream ones, produced as package net produces it but without asking
+// net.Listen: an UnknownNetworkError for a network it does not know, the
+// resolver's error for an address it cannot resolve, else an AddrError
+// naming the resolved (datagram or raw IP) address.
+func listenNetworkError(network, address string) error {
+	opErr := func(addr net.Addr, err error) error {
+		return &net.OpError{Op: "listen", Net: network, Addr: addr, Err: err}
+	}
+	var addr net.Addr
+	afnet := network
+	if i := strings.LastIndexByte(network, ':'); i >= 0 {
+		afnet = network[:i]
+	}
+	switch {
+	case network == "udp" || network == "udp4" || network == "udp6":
+		a, err := net.ResolveUDPAddr(network, address)
+		if err != nil {
+			return opErr(nil, err)
+		}
+		addr = a
+	case afnet != network && (afnet == "ip" || afnet == "ip4" || afnet == "ip6"):
+		// Raw IP needs a protocol ("ip4:icmp") to be listened on.
+		a, err := net.ResolveIPAddr(network, address)
+		if err != nil {
+			return opErr(nil, err)
+		}
+		addr = a
+	default:
+		return opErr(nil, net.UnknownNetworkError(network))
+	}
+	return opErr(addr, &net.AddrError{Err: "unexpected address type", Addr: address})
+}
+
 // WrapListener moves an existing *net.TCPListener or *net.UnixListener onto
 // hub h (nil means poller.Default()) by duplicating its fd. The caller still
 // owns l and may close it; the unix socket file is left to l's own Close.
 // A *Listener already on h is returned as it is.
 func WrapListener(h *poller.Hub, l net.Listener) (net.Listener, error) {
+	hl, err := WrapListenerHub(h, l)
+	if err != nil {
+		return nil, err
+	}
+	return hl, nil
+}
+
+// WrapListenerHub is WrapListener returning the concrete type.
+func WrapListenerHub(h *poller.Hub, l net.Listener) (*Listener, error) {
 	if h == nil {
 		h = poller.Default()
 	}
 	if hl, ok := l.(*Listener); ok && hl.fd.hub() == h {
 		return hl, nil
 	}
-	hl, err := wrapListener(h, l)
-	if err != nil {
-		return nil, err
-	}
-	return hl, nil
+	return wrapListener(h, l)
 }
 
 func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
@@ -125,8 +162,11 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 		network = "unix"
 	case *Listener:
 		network = l.net
+	case nil:
+		return nil, &net.OpError{Op: "listen", Err: fmt.Errorf("%w: a nil listener", ErrNotSocket)}
 	default:
-		return nil, fmt.Errorf("%w: a %T (want *net.TCPListener or *net.UnixListener)", ErrNotSocket, l)
+		err := fmt.Errorf("%w: a %T (want *net.TCPListener or *net.UnixListener)", ErrNotSocket, l)
+		return nil, &net.OpError{Op: "listen", Net: addrNetwork(l.Addr()), Addr: sockAddr(l.Addr()), Err: err}
 	}
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}
@@ -140,16 +180,33 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 
 // Accept waits for and returns the next connection.
 func (l *Listener) Accept() (net.Conn, error) {
-	c, err := l.AcceptConn()
+	c, err := l.AcceptHub()
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// AcceptConn is Accept returning the concrete type.
-func (l *Listener) AcceptConn() (*Conn, error) {
-	fd, laddr, raddr, err := l.fd.acceptConn(l.net == "unix")
+// AcceptHub is Accept returning the concrete type.
+func (l *Listener) AcceptHub() (*Conn, error) {
+	return l.AcceptHubOn(nil)
+}
+
+// AcceptHubOn is AcceptHub registering the accepted conn with the hub pick
+// returns instead of the listener's hub. The accept itself waits on the
+// listener's hub; pick is called on the calling goroutine once a
+// connection has been accepted, so it sees the hubs as they are then (a
+// poller.Group's Next, typically), and the new socket is registered once,
+// with the hub it returns: spreading a listener's conns across hubs costs
+// no extra syscall. A nil pick means the listener's hub. If the picked hub
+// has closed, the accepted socket is closed and the hub's close error
+// (matching net.ErrClosed) is returned inside a *net.OpError; the listener
+// itself goes on.
+func (l *Listener) AcceptHubOn(pick func() *poller.Hub) (*Conn, error) {
+	if pick == nil {
+		pick = l.fd.hub
+	}
+	fd, laddr, raddr, err := l.fd.acceptConn(pick, l.net == "unix")
 	if err != nil {
 		return nil, &net.OpError{Op: "accept", Net: l.net, Addr: l.addr, Err: err}
 	}

@@ -1,6 +1,10 @@
 package transport
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/hubio/hubio/poller"
+)
 
 // ConnStats are a conn's counters since it was created.
 type ConnStats struct {
@@ -81,9 +85,14 @@ func (s *connCounters) wrote(n int) {
 	}
 }
 
-// waitRead and waitWrite count one wait on the hub.
-func (s *connCounters) waitRead()  { s.readWaits.Add(1) }
-func (s *connCounters) waitWrite() { s.writeWaits.Add(1) }
+// waiting counts one wait on the hub in direction m.
+func (s *connCounters) waiting(m poller.Mode) {
+	if m == poller.Read {
+		s.readWaits.Add(1)
+	} else {
+		s.writeWaits.Add(1)
+	}
+}
 
 // closing tells the observer, if any, that the conn is closing; info reads
 // the last TCP_INFO and is called only when there is an observer.

@@ -9,7 +9,7 @@ import (
 	"github.com/hubio/hubio/poller"
 )
 
-func TestAcceptOnRegistersTheConnWithTheGivenHub(t *testing.T) {
+func TestAcceptHubOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			lh, ch := newHub(t), newHub(t)
@@ -19,13 +19,13 @@ func TestAcceptOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { d.Close() })
-			c, err := ln.AcceptOn(func() *poller.Hub { return ch })
+			c, err := ln.AcceptHubOn(func() *poller.Hub { return ch })
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { c.Close() })
 			if c.Hub() != ch {
-				t.Fatal("the accepted conn is not on the hub given to AcceptOn")
+				t.Fatal("the accepted conn is not on the hub given to AcceptHubOn")
 			}
 			if got := lh.Stats().Registered; got != 1 {
 				t.Fatalf("listener's hub has %d fds registered, want 1 (the listener only)", got)
@@ -38,7 +38,7 @@ func TestAcceptOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 	}
 }
 
-func TestAcceptOnAClosedHubFailsThatConnOnly(t *testing.T) {
+func TestAcceptHubOnAClosedHubFailsThatConnOnly(t *testing.T) {
 	lh, dead := newHub(t), newHub(t)
 	dead.Close()
 	ln := listen(t, lh, "tcp")
@@ -49,14 +49,14 @@ func TestAcceptOnAClosedHubFailsThatConnOnly(t *testing.T) {
 		}
 		t.Cleanup(func() { d.Close() })
 	}
-	_, err := ln.AcceptOn(func() *poller.Hub { return dead })
+	_, err := ln.AcceptHubOn(func() *poller.Hub { return dead })
 	checkOpErr(t, err, "accept", net.ErrClosed)
-	c, err := ln.AcceptOn(nil) // the listener goes on, on its own hub
+	c, err := ln.AcceptHubOn(nil) // the listener goes on, on its own hub
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if c.Hub() != lh {
-		t.Fatal("AcceptOn(nil) did not use the listener's hub")
+		t.Fatal("AcceptHubOn(nil) did not use the listener's hub")
 	}
 }
