@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
+	"weak"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -21,8 +24,12 @@ var errInstrumented = errors.New("telemetry: conn already instrumented")
 // grpc.tcp.read_size, and (TCP only) its TCP_INFO is sampled on its hub's
 // timers and once more when it closes. Instrument the conn's hub too
 // (InstrumentHub) for the hub metrics.
+//
+// Telemetry holds the conn weakly: a conn dropped unclosed is still
+// collected (transport then closes its fd), and it leaves the metrics as if
+// it had closed, with the syscalls counted when they were last collected.
 func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
-	o := &connObs{t: t, c: c}
+	o := &connObs{t: t, c: weak.Make(c), hub: c.Hub()}
 	o.tcp = c.LocalAddr() != nil && c.LocalAddr().Network() == "tcp"
 	var kvs []attribute.KeyValue
 	if t.cfg.addrLabels && o.tcp {
@@ -37,6 +44,7 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		return errInstrumented
 	}
 	c.SetObserver(o)
+	runtime.AddCleanup(c, (*connObs).collected, o)
 	if isClosed(c) {
 		// Closed before the observer was set: Close may not have seen it.
 		// (If it did, the second ObserveClose does nothing.)
@@ -67,13 +75,18 @@ func addrAttrs(prefix string, a net.Addr) []attribute.KeyValue {
 
 // connObs is one instrumented conn: a transport.IOObserver.
 //
-// Ownership: t, c, tcp, attrs and the option slices are set before the
+// Ownership: t, c, hub, tcp, attrs and the option slices are set before the
 // observer is installed and never change. mu guards last, stop and closed:
 // the TCP_INFO timer (hub goroutine) and ObserveClose (the closing
-// goroutine) both take it.
+// goroutine) both take it. seen is guarded by the registry's mu.
+//
+// c is weak, and nothing the Telemetry or the hub's timers hold points to
+// the conn: the conn's netFD points to its observer, never the reverse, so
+// a conn dropped unclosed is collected as transport promises.
 type connObs struct {
 	t       *Telemetry
-	c       *transport.Conn
+	c       weak.Pointer[transport.Conn]
+	hub     *poller.Hub
 	tcp     bool
 	attrs   attribute.Set
 	opts    []metric.RecordOption // attrs, for histograms; nil when empty
@@ -83,6 +96,8 @@ type connObs struct {
 	last   transport.TCPInfo // the previous sample: counters are recorded as deltas
 	stop   func() bool       // cancels the pending TCP_INFO timer
 	closed bool
+
+	seen transport.ConnStats // the conn's counters when last read
 }
 
 // ObserveRead records one read syscall's size.
@@ -108,20 +123,25 @@ func (o *connObs) ObserveClose(info *transport.TCPInfo) {
 	o.t.conns.remove(o)
 }
 
+// collected retires a conn that was garbage-collected without being closed
+// (its cleanup; transport's own closes the fd).
+func (o *connObs) collected() { o.ObserveClose(nil) }
+
 // arm sets the TCP_INFO alarm at a random 10–110% of the interval, on the
 // conn's hub. mu held.
 func (o *connObs) arm() {
-	o.stop = o.c.Hub().AfterFunc(jitter(o.t.cfg.tcpInterval), o.sample)
+	o.stop = o.hub.AfterFunc(jitter(o.t.cfg.tcpInterval), o.sample)
 }
 
 // sample is the TCP_INFO alarm; it runs on the hub goroutine.
 func (o *connObs) sample() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.closed {
+	c := o.c.Value()
+	if o.closed || c == nil {
 		return
 	}
-	if info, err := o.c.TCPInfo(); err == nil {
+	if info, err := c.TCPInfo(); err == nil {
 		o.record(info, false)
 	}
 	o.arm()
@@ -158,7 +178,7 @@ func (o *connObs) record(info transport.TCPInfo, final bool) {
 // closed ones counted, per attribute set, for the observable A80 counters.
 type connRegistry struct {
 	mu   sync.Mutex
-	live map[*transport.Conn]*connObs
+	live map[weak.Pointer[transport.Conn]]*connObs
 	aggs map[attribute.Distinct]*connAgg
 }
 
@@ -171,7 +191,7 @@ type connAgg struct {
 }
 
 func (r *connRegistry) init() {
-	r.live = make(map[*transport.Conn]*connObs)
+	r.live = make(map[weak.Pointer[transport.Conn]]*connObs)
 	r.aggs = make(map[attribute.Distinct]*connAgg)
 }
 
@@ -198,7 +218,7 @@ func (r *connRegistry) remove(o *connObs) {
 	}
 	delete(r.live, o.c)
 	a := r.agg(o.attrs)
-	s := o.c.Stats()
+	s := o.stats()
 	a.live--
 	a.reads += s.Reads
 	a.writes += s.Writes
@@ -222,7 +242,7 @@ func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 		type sums struct{ reads, writes uint64 }
 		live := make(map[attribute.Distinct]sums, len(r.aggs))
 		for _, o := range r.live {
-			s := o.c.Stats()
+			s := o.stats()
 			k := o.attrs.Equivalent()
 			v := live[k]
 			v.reads += s.Reads
@@ -239,6 +259,15 @@ func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 		}
 		return nil
 	}
+}
+
+// stats returns the conn's counters, or those last read if it has been
+// collected. The registry's mu held.
+func (o *connObs) stats() transport.ConnStats {
+	if c := o.c.Value(); c != nil {
+		o.seen = c.Stats()
+	}
+	return o.seen
 }
 
 // isClosed reports whether c has been closed: Control fails only then.

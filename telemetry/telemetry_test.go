@@ -5,6 +5,7 @@ package telemetry_test
 import (
 	"errors"
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/hubio/hubio/telemetry"
+	"github.com/hubio/hubio/transport"
 )
 
 // chunks are write sizes from 1 byte to past a socket buffer.
@@ -372,5 +374,49 @@ func TestInstrumentClosedConn(t *testing.T) {
 	m := r.collect()
 	if got := intSum(m[telemetry.MetricConnectionCount]); got != 0 {
 		t.Errorf("connection_count = %d after instrumenting a closed conn, want 0", got)
+	}
+}
+
+// TestDroppedInstrumentedConnIsCollected: telemetry holds a conn weakly and
+// its TCP_INFO timer does not reach the conn, so a conn dropped unclosed is
+// still garbage-collected (transport then closes its fd) and leaves
+// connection_count as a closed one does.
+func TestDroppedInstrumentedConnIsCollected(t *testing.T) {
+	tel, r := newTelemetry(t, telemetry.WithTCPInfoInterval(time.Hour))
+	h := newHub(t)
+	l, err := transport.ListenHub(h, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peer, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	func() {
+		c, err := l.AcceptHub()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tel.InstrumentConn(c); err != nil {
+			t.Fatal(err)
+		}
+	}() // c is dropped unclosed, with a TCP_INFO timer armed on the hub
+	if got := intSum(r.collect()[telemetry.MetricConnectionCount]); got != 1 {
+		t.Fatalf("connection_count = %d with the conn open, want 1", got)
+	}
+	gone := waitFor(10*time.Second, func() bool {
+		runtime.GC()
+		return h.Stats().Registered == 1 && // the listener's only
+			intSum(r.collect()[telemetry.MetricConnectionCount]) == 0
+	})
+	if !gone {
+		t.Fatalf("dropped conn not collected: %d fds registered, connection_count %d",
+			h.Stats().Registered, intSum(r.collect()[telemetry.MetricConnectionCount]))
+	}
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the peer of the collected conn read data, want EOF")
 	}
 }
