@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"google.golang.org/grpc/mem"
 
+	"github.com/hubio/hubio/internal/deadline"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -239,9 +240,6 @@ const (
 	phaseFailed
 )
 
-// aLongTimeAgo is a deadline that has passed.
-var aLongTimeAgo = time.Unix(1, 0)
-
 func newGuard(raw, sock net.Conn, hc *Conn, keepRaw bool) *guard {
 	g := &guard{raw: raw, sock: sock, keepRaw: keepRaw, hc: hc}
 	sc, ok := sock.(syscall.Conn)
@@ -268,7 +266,7 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 		return // the phase ended first: the conn is grpc-go's now
 	}
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		g.hc.SetDeadline(aLongTimeAgo)
+		g.hc.SetDeadline(deadline.Passed)
 		g.mu.Lock()
 		if g.quit.Load() {
 			g.mu.Unlock()
@@ -299,7 +297,7 @@ func (g *guard) stop() {
 		if !g.keepRaw {
 			g.raw.Close()
 		} else if g.done != nil {
-			g.sock.SetReadDeadline(aLongTimeAgo)
+			g.sock.SetReadDeadline(deadline.Passed)
 		}
 		g.mu.Unlock()
 		if g.keepRaw && g.done != nil {

@@ -39,21 +39,11 @@ func (c Config) ownsHub(h *poller.Hub) bool {
 	return false
 }
 
-// hubOf returns the hub of a hub conn, or of the hub conn c wraps (following
-// NetConn a few levels down, as onHub does); nil if there is none.
+// hubOf returns the hub of a hub conn, or of the hub conn c wraps; nil if
+// there is none.
 func hubOf(c net.Conn) *poller.Hub {
-	for range 8 {
-		switch hc := c.(type) {
-		case *Conn:
-			return hc.Hub()
-		case *transport.Conn:
-			return hc.Hub()
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		c = u.NetConn()
+	if hc, ok := transport.Beneath[*transport.Conn](c); ok {
+		return hc.Hub()
 	}
 	return nil
 }

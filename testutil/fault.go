@@ -15,6 +15,7 @@ import (
 
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/transport"
 )
 
 // Faults are the faults a FaultConn applies to every Write from its
@@ -309,7 +310,7 @@ func (c *FaultConn) HalfOpen() {
 // returns is a *net.OpError with Op "reset", as package net reports a
 // socket's errors.
 func (c *FaultConn) Reset() error {
-	l, ok := find[interface{ SetLinger(sec int) error }](c.conn)
+	l, ok := transport.Beneath[interface{ SetLinger(sec int) error }](c.conn)
 	if !ok || c.conn.LocalAddr() == nil || c.conn.LocalAddr().Network() != "tcp" {
 		return c.opErr("reset", fmt.Errorf("testutil: cannot reset a %T: %w", c.conn, errors.ErrUnsupported))
 	}
@@ -624,7 +625,7 @@ func transmitTime(n, rate int) time.Duration {
 // half-open it does nothing. It returns an error matching
 // errors.ErrUnsupported if the conn beneath has no CloseWrite.
 func (c *FaultConn) CloseWrite() error {
-	if _, ok := find[interface{ CloseWrite() error }](c.conn); !ok {
+	if _, ok := transport.Beneath[interface{ CloseWrite() error }](c.conn); !ok {
 		return c.opErr("close", fmt.Errorf("testutil: no CloseWrite on a %T: %w", c.conn, errors.ErrUnsupported))
 	}
 	c.wmu.Lock()
@@ -654,7 +655,7 @@ func (c *FaultConn) CloseWrite() error {
 }
 
 func (c *FaultConn) closeWrite() error {
-	cw, _ := find[interface{ CloseWrite() error }](c.conn)
+	cw, _ := transport.Beneath[interface{ CloseWrite() error }](c.conn)
 	return cw.CloseWrite()
 }
 
@@ -848,23 +849,6 @@ func (c *FaultConn) opErr(op string, err error) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// find returns the first conn among c and those beneath it (through
-// NetConn methods) that is a T.
-func find[T any](c net.Conn) (T, bool) {
-	for range 16 { // a bound, in case a NetConn returns its receiver
-		if t, ok := c.(T); ok {
-			return t, true
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	var zero T
-	return zero, false
 }
 
 // group is the set of live conns a FaultListener or FaultDialer made, with

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hubio/hubio/internal/deadline"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -60,9 +61,6 @@ func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net
 	return fd, nil
 }
 
-// aLongTimeAgo is a deadline that has passed: it aborts a wait at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
 func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 	switch err := syscall.Connect(fd.sysfd, rsa); err {
 	case syscall.EINPROGRESS, syscall.EALREADY, syscall.EINTR:
@@ -80,7 +78,7 @@ func (fd *netFD) connect(ctx context.Context, rsa syscall.Sockaddr) error {
 	// than return a conn whose writes would all time out.
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { fd.reg.SetDeadline(poller.Write, aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, func() { fd.reg.SetDeadline(poller.Write, deadline.Passed) })
 		defer stop()
 	}
 	for {
