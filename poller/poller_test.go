@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/leakcheck"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -28,9 +29,11 @@ func TestMain(m *testing.M) {
 	// A test that stops the default hub makes Default start another: the
 	// frame defaultLoop marks its goroutine too.
 	poller.Default()
-	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop"))
+	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(), ignoreDefaultHub)
 }
+
+// ignoreDefaultHub lets leak checks pass over the default hub's goroutine.
+var ignoreDefaultHub = goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop")
 
 var designs = []poller.WaitDesign{poller.Park, poller.Block}
 
@@ -41,8 +44,12 @@ func forEachDesign(t *testing.T, f func(t *testing.T, h *poller.Hub)) {
 	}
 }
 
+// newHub returns a new hub, closed at cleanup. It also starts the test's
+// leak check (internal/leakcheck), run once the cleanups registered after
+// it have: a test's first hub is its first resource.
 func newHub(t testing.TB, opts ...poller.Option) *poller.Hub {
 	t.Helper()
+	leakcheck.Check(t, ignoreDefaultHub)
 	h, err := poller.New(opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/leakcheck"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
@@ -131,8 +132,11 @@ func waitFor(d time.Duration, cond func() bool) bool {
 	return true
 }
 
+// newHub returns a new hub, closed at cleanup, after which the test's
+// leak check (internal/leakcheck) runs.
 func newHub(t testing.TB) *poller.Hub {
 	t.Helper()
+	leakcheck.Check(t)
 	h, err := poller.New()
 	if err != nil {
 		t.Fatal(err)
