@@ -19,7 +19,9 @@ type Conn struct {
 	// outer is the wrapper (a limiting listener's conn, say) whose socket
 	// this conn took over, or nil. Reads and writes bypass it; Close
 	// closes it, once, after the hub conn, so that what it does on Close
-	// (releasing a slot) still happens. Set before the conn is shared.
+	// (releasing a slot) still happens; LocalAddr and RemoteAddr are its,
+	// as a wrapper may report the addresses a front end told it. Set
+	// before the conn is shared.
 	outer     net.Conn
 	outerOnce sync.Once
 }
@@ -33,6 +35,25 @@ func (c *Conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, erro
 
 // NetConn returns the underlying hub conn.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// LocalAddr returns the local address: the wrapper's, when this conn took
+// over a wrapper's socket, else the socket's.
+func (c *Conn) LocalAddr() net.Addr {
+	if c.outer != nil {
+		return c.outer.LocalAddr()
+	}
+	return c.Conn.LocalAddr()
+}
+
+// RemoteAddr returns the peer's address: the wrapper's, when this conn took
+// over a wrapper's socket (one reporting the client a proxy named, say),
+// else the socket's.
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.outer != nil {
+		return c.outer.RemoteAddr()
+	}
+	return c.Conn.RemoteAddr()
+}
 
 // Close closes the hub conn and then, once, the wrapper whose socket it
 // took over (see ServerOption).

@@ -185,9 +185,9 @@ func hubConn(c net.Conn) *transport.Conn {
 // Info returns inner's protocol info.
 func (c *creds) Info() credentials.ProtocolInfo { return c.inner.Info() }
 
-// Clone clones inner too.
+// Clone clones inner too; the clone shares the once-only warnings.
 func (c *creds) Clone() credentials.TransportCredentials {
-	return &creds{cfg: c.cfg, inner: c.inner.Clone(), warned: c.warned}
+	return &creds{cfg: c.cfg, inner: c.inner.Clone(), warned: c.warned, warnedOff: c.warnedOff}
 }
 
 // OverrideServerName is inner's.

@@ -117,16 +117,17 @@ func proxyHandshake(ctx context.Context, conn net.Conn, target string, user *url
 	}
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
+	// resp.Body is never read or closed (closing drains it): a refusal's
+	// body could stall past ctx, which no longer reaches the conn once
+	// stop has returned, and a 2xx response to CONNECT has no body (RFC
+	// 9110, 9.3.6: a client ignores its Content-Length), so what follows
+	// its header is the tunnel's.
 	if !stop() {
-		if err == nil {
-			resp.Body.Close()
-		}
 		return nil, errors.Join(context.Cause(ctx), err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("proxy refused CONNECT %s: %s", target, resp.Status)
 	}

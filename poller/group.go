@@ -194,10 +194,13 @@ func (g *Group) Stats() GroupStats {
 
 // Close closes every hub of the group, as Hub.Close does, one after the
 // other, and returns once all their goroutines have exited (those that were
-// not the caller's: a callback may close its own group). Hubs that were
-// already closed on their own are allowed and skipped; Close returns the
-// first other error. A second Close returns at once, without waiting for
-// the first, with an error matching net.ErrClosed.
+// not the caller's: a callback may close its own group). A hub already
+// closed by its own Hub.Close is allowed and skipped; a hub that stopped on
+// its own (a callback's runtime.Goexit, a failing poll) makes Close return
+// the error that stopped it, as a first Hub.Close does. Close returns the
+// first such error, after closing the other hubs all the same. A second
+// Close returns at once, without waiting for the first, with an error
+// matching net.ErrClosed.
 func (g *Group) Close() error {
 	if !g.closed.CompareAndSwap(false, true) {
 		return errGroupClosedTwice

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"testing"
@@ -260,5 +261,27 @@ func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Fatalf("no goroutine with %s in the goroutine profile:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestGroupCloseReportsAHubThatStoppedOnItsOwn: a hub of the group that
+// stopped on its own (Goexit in a callback) is not skipped silently: Close
+// returns the error that stopped it, and still closes the other hubs.
+func TestGroupCloseReportsAHubThatStoppedOnItsOwn(t *testing.T) {
+	g, err := poller.NewGroup(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubs := g.Hubs()
+	if err := hubs[1].Schedule(runtime.Goexit); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, hubs[1].Done(), "the hub whose callback called Goexit stops")
+	err = g.Close()
+	if !errors.Is(err, net.ErrClosed) || !strings.Contains(err.Error(), "Goexit") {
+		t.Fatalf("Close: %v, want the stopped hub's error (matching net.ErrClosed, naming Goexit)", err)
+	}
+	for i, h := range hubs {
+		within(t, 5*time.Second, h.Done(), fmt.Sprintf("hub %d's goroutine exits", i))
 	}
 }

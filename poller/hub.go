@@ -330,10 +330,24 @@ func (h *Hub) Close() error {
 // is a callback running on it (it would wait for itself): the hub then
 // stops when the callback returns.
 func (h *Hub) waitStopped() {
-	if t := h.cbThread.Load(); t != 0 && t == threadID() {
+	if h.onHubThread() {
 		return
 	}
 	<-h.done.Done()
+}
+
+// onHubThread reports whether the caller is the hub goroutine running a
+// callback. The caller is locked to its thread while it compares: else it
+// could read the id of the thread the hub is locked to, be moved onto that
+// very thread once the hub has left its callbacks and unlocked it, and
+// then read its own id as the same. Locked, the caller holds its thread
+// throughout, and the hub cannot be locked to that thread meanwhile unless
+// it is the caller.
+func (h *Hub) onHubThread() bool {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	t := h.cbThread.Load()
+	return t != 0 && t == threadID()
 }
 
 // enterCallbacks locks the hub goroutine to its OS thread and records the

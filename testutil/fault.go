@@ -996,9 +996,11 @@ func NewFaultDialer(h *poller.Hub, f Faults) *FaultDialer {
 }
 
 // Dial connects to addr, in any form grpc-go hands a context dialer (see
-// grpcopt.Config.DialOption), and returns a *FaultConn after the OnDial
-// callback has run. Its conns have grpc-go's ReadOnReady read path, with
-// the faults applied on it (see FaultListener.Accept and FaultConnOf).
+// grpcopt.Config.DialOption), and returns it wrapped in a FaultConn after
+// the OnDial callback has run: a *FaultConn, or, when the dialed conn has
+// grpc-go's ReadOnReady read path (a hub conn has, so usually), a wrapper
+// that keeps that path with the faults applied on it. FaultConnOf returns
+// the *FaultConn of either.
 func (d *FaultDialer) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	c, err := d.cfg.Dial(ctx, addr)
 	if err != nil {
