@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -329,7 +330,7 @@ func TestRPCUnderLatencyTakesOneRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var slowest time.Duration
+	var took []time.Duration
 	for range runs {
 		start := time.Now()
 		got, err := e.Client.Unary(ctx, payload)
@@ -338,10 +339,13 @@ func TestRPCUnderLatencyTakesOneRoundTrip(t *testing.T) {
 			t.Fatalf("Unary = %d bytes, %v", len(got), err)
 		}
 		atLeast(t, "a call under 50 ms each way", d, 2*lat)
-		slowest = max(slowest, d)
+		took = append(took, d)
 	}
-	if slowest >= 2*lat+margin {
-		t.Errorf("the slowest of %d calls under %v each way took %v, want under %v", runs, lat, slowest, 2*lat+margin)
+	// The median, not the slowest: a loaded machine may stall any one call,
+	// while delays that add up per Write make every call slow.
+	slices.Sort(took)
+	if median := took[runs/2]; median >= 2*lat+margin {
+		t.Errorf("the median of %d calls under %v each way took %v, want under %v", runs, lat, median, 2*lat+margin)
 	}
-	t.Logf("slowest of %d calls: %v", runs, slowest)
+	t.Logf("%d calls: median %v, slowest %v", runs, took[runs/2], took[runs-1])
 }
