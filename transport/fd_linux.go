@@ -37,6 +37,8 @@ type netFD struct {
 	done chan struct{}
 	// stats counts syscalls and bytes; see stats.go.
 	stats connCounters
+	// tstamps holds the write-timestamp state; see tstamp_linux.go.
+	tstamps tstampSlot
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -164,6 +166,9 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	}
 	if err := fd.reg.Prepare(poller.Write); err != nil {
 		return 0, err
+	}
+	if ts := fd.tstamps.due(); ts != nil {
+		return fd.writeSampled(ts, p)
 	}
 	var nn int
 	for nn < len(p) {
