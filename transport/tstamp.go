@@ -28,8 +28,7 @@ type WriteLatencyObserver interface {
 type WriteTimestampStats struct {
 	Sampled  uint64 // writes sent with timestamp requests
 	Recorded uint64 // samples whose three timestamps arrived and were reported
-	Lost     uint64 // samples given up: a later write's ACK came first, or the ring overflowed
-	Skipped  uint64 // writes due for a sample but sent plain: every ring slot was busy
+	Lost     uint64 // samples given up: the kernel did not stamp them, or a newer sample took their ring slot
 	// ErrEvents counts EPOLLERR events the hub read the error queue for;
 	// ErrWakes those of them after which a socket error could not be
 	// ruled out, so both directions were woken (as without timestamps).

@@ -84,7 +84,7 @@ type tstamper struct {
 	// hub's EPOLLERR edge is spent; see unlock).
 	missed atomic.Bool
 
-	sampled, recorded, lost, skipped, errEvents, errWakes atomic.Uint64
+	sampled, recorded, lost, errEvents, errWakes atomic.Uint64
 }
 
 // tstampSlot is netFD's hook: nil until EnableWriteTimestamps.
@@ -153,7 +153,6 @@ func (fd *netFD) timestampStats() WriteTimestampStats {
 		Sampled:   ts.sampled.Load(),
 		Recorded:  ts.recorded.Load(),
 		Lost:      ts.lost.Load(),
-		Skipped:   ts.skipped.Load(),
 		ErrEvents: ts.errEvents.Load(),
 		ErrWakes:  ts.errWakes.Load(),
 	}
