@@ -367,3 +367,44 @@ func TestUnsampledWritesUnchanged(t *testing.T) {
 		t.Errorf("%d writes made %d syscalls", runs+1, n)
 	}
 }
+
+// On IPv6 the timestamps come with IPV6_RECVERR instead of IP_RECVERR.
+func TestWriteTimestampsIPv6(t *testing.T) {
+	h := newTestHub(t)
+	ln, err := transport.ListenHub(h, "tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer ln.Close()
+	d := transport.Dialer{Hub: h}
+	nc, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ns, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	wait := drainAsync(ns)
+	defer wait()
+	c := nc.(*transport.Conn)
+	rec := &latencyRecorder{}
+	if err := c.EnableWriteTimestamps(1, rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := c.Write(make([]byte, 5000)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the sample to be accounted for", func() bool {
+			st := c.WriteTimestampStats()
+			return st.Recorded+st.Lost >= uint64(i+1)
+		})
+	}
+	defer c.Close()
+	if len(rec.get()) == 0 {
+		t.Errorf("no sample recorded over IPv6: %+v", c.WriteTimestampStats())
+	}
+}
