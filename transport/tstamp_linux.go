@@ -41,8 +41,9 @@ const tsRing = 8
 // tsSample is one sampled write. A timestamp's OPT_ID key is the offset,
 // counted from the first byte written after timestamping was turned on
 // (mod 2³²), of the last byte that the sendmsg carrying the request
-// copied. The writer records the key of each chunk's last byte before its
-// first sendmsg, so that a timestamp can arrive before the call returns.
+// copied. The writer records each chunk's keys before its first sendmsg,
+// so that a timestamp can arrive before the call returns; SCHED and SENT
+// may come from any sendmsg of the sampled chunk (see sendStamped).
 type tsSample struct {
 	seq                uint64 // 0: the slot is free
 	size               int    // A80 bucket
@@ -60,9 +61,10 @@ func within(key, lo, hi uint32) bool { return key-lo <= hi-lo }
 //
 // Ownership: fd, obs, period and base are immutable once enabled;
 // countdown, seq and cmsg belong to the writer (fd.wmu held). mu guards
-// ring, oob, data and pfd, shared by the writer, which holds it only to
-// fill a slot (never across a syscall), and the hub goroutine, which only
-// ever TryLocks it: the hub never waits. Counters are atomics, read by
+// ring, oob, data and pfd, shared by the writer, which holds it to fill a
+// slot (never across a sendmsg or a wait; only when the hub missed does it
+// read the queue itself, with non-blocking syscalls, see unlock), and the
+// hub goroutine, which only ever TryLocks it: the hub never waits. Counters are atomics, read by
 // WriteTimestampStats.
 type tstamper struct {
 	fd        *netFD
