@@ -52,8 +52,8 @@ func (p *poll) init(wakeFd int, o options) error {
 }
 
 const (
-	readEvents  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
-	writeEvents = unix.EPOLLOUT | unix.EPOLLHUP | unix.EPOLLERR
+	readEvents  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP
+	writeEvents = unix.EPOLLOUT | unix.EPOLLHUP
 )
 
 func (p *poll) add(fd int, gen uint32) error {
@@ -105,6 +105,7 @@ func (p *poll) event(i int) pollEvent {
 		gen:   uint32(ev.Pad),
 		read:  ev.Events&readEvents != 0,
 		write: ev.Events&writeEvents != 0,
+		err:   ev.Events&unix.EPOLLERR != 0,
 	}
 }
 

@@ -45,7 +45,8 @@ import (
 type pollEvent struct {
 	fd          int32
 	gen         uint32 // 0: the hub's wakeup fd
-	read, write bool   // the directions the event makes ready
+	read, write bool   // the directions the event makes ready, EPOLLERR aside
+	err         bool   // EPOLLERR: see errqueue.go
 }
 
 // loop is the hub goroutine's work until the hub is closing.
@@ -173,8 +174,9 @@ func (h *Hub) poll(timeout int) int {
 	delivered := 0
 	for i, r := range ready {
 		if r != nil {
-			ev := h.p.event(i)
-			r.deliver(ev.read, ev.write)
+			if read, write := r.readiness(h.p.event(i)); read || write {
+				r.deliver(read, write)
+			}
 			delivered++
 		}
 	}

@@ -45,6 +45,9 @@ type Registration struct {
 	state atomic.Int32
 
 	dirs [2]direction
+
+	// errq is the EPOLLERR handler; see errqueue.go.
+	errq errQueue
 }
 
 // direction is one waiter slot of a Registration.

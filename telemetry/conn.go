@@ -51,6 +51,7 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.ObserveClose(nil)
 		return nil
 	}
+	t.enableLatency(o)
 	if o.tcp && t.cfg.tcpInterval > 0 {
 		o.mu.Lock()
 		if !o.closed {

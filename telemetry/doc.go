@@ -11,6 +11,11 @@
 // A80's algorithm (first sample at a random 10–110% of the interval,
 // re-armed the same way, one last sample when the conn closes).
 //
+// With WithWriteLatency, A80's per-write metrics (grpc.tcp.sender_latency,
+// grpc.tcp.transfer_latency) are collected too: one write in a period is
+// timestamped with SO_TIMESTAMPING and the hub reads the timestamps from
+// the socket's error queue (transport.Conn.EnableWriteTimestamps).
+//
 // grpcopt instruments every hub and conn it creates, through
 // otel.GetMeterProvider() unless its Config says otherwise. Programs that
 // use transport and poller directly call InstrumentHub and InstrumentConn

@@ -28,6 +28,8 @@ type config struct {
 	addrLabels   bool
 	handOffEvery int
 	delayProbe   time.Duration
+	// latencyPeriod > 0 samples write latency; see latency.go.
+	latencyPeriod int
 }
 
 // WithMeterProvider records through mp instead of otel.GetMeterProvider().
@@ -72,6 +74,7 @@ type Telemetry struct {
 	inst  instruments
 	conns connRegistry
 	hubs  hubRegistry
+	lat   latencyInstruments // see latency.go
 }
 
 // New creates the instruments on the configured MeterProvider (by default

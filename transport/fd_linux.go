@@ -47,6 +47,8 @@ type netFD struct {
 	cleanup runtime.Cleanup
 	// stats counts syscalls and bytes; see stats.go.
 	stats connCounters
+	// tstamps holds the write-timestamp state; see tstamp_linux.go.
+	tstamps tstampSlot
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -227,6 +229,9 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	}
 	if err := fd.reg.Prepare(poller.Write); err != nil {
 		return 0, err
+	}
+	if ts := fd.tstamps.due(); ts != nil {
+		return fd.writeSampled(ts, p)
 	}
 	var nn int
 	for nn < len(p) {
