@@ -51,7 +51,7 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.ObserveClose(nil)
 		return nil
 	}
-	t.enableLatency(o)
+	t.enableLatency(o, c)
 	if o.tcp && t.cfg.tcpInterval > 0 {
 		o.mu.Lock()
 		if !o.closed {

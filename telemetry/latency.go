@@ -83,7 +83,7 @@ type latencyObs struct {
 // enableLatency turns write sampling on for o's conn if the Telemetry asks
 // for it. A refusal is counted, not returned: the conn works unsampled (as
 // it does if the instruments cannot be made).
-func (t *Telemetry) enableLatency(o *connObs) {
+func (t *Telemetry) enableLatency(o *connObs, c *transport.Conn) {
 	if t.cfg.latencyPeriod <= 0 || !o.tcp {
 		return
 	}
@@ -97,7 +97,7 @@ func (t *Telemetry) enableLatency(o *connObs) {
 		set := attribute.NewSet(append(base[:len(base):len(base)], attribute.Int(AttrSize, b))...)
 		lo.sizeOpts[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
 	}
-	if err := o.c.EnableWriteTimestamps(t.cfg.latencyPeriod, lo); err != nil {
+	if err := c.EnableWriteTimestamps(t.cfg.latencyPeriod, lo); err != nil {
 		in.refused.Add(bg, 1, o.addOpts...)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+	"weak"
 
 	"golang.org/x/sys/unix"
 
@@ -142,7 +143,16 @@ func (fd *netFD) enableTimestamps(period int, o WriteLatencyObserver) error {
 	}
 	ts.pfd[0].Fd = int32(fd.sysfd)
 	fd.tstamps.p.Store(ts)
-	fd.reg.SetErrQueueHandler(ts.drain)
+	// The handler lives in the hub's registration table, so it reaches ts
+	// (and through it the netFD) only weakly: the hub must never keep a
+	// dropped conn reachable, or its cleanup would never close it.
+	wts := weak.Make(ts)
+	fd.reg.SetErrQueueHandler(func() bool {
+		if ts := wts.Value(); ts != nil {
+			return ts.drain()
+		}
+		return false // collected: the socket is being closed
+	})
 	return nil
 }
 
@@ -209,26 +219,21 @@ func (fd *netFD) sendStamped(ts *tstamper, slot int, b []byte, flags uint32) (in
 		}
 	}
 	ts.unlock()
+	send := func(fd int, b []byte) (int, error) { return unix.SendmsgN(fd, b, oob, nil, 0) }
 	var nn int
 	for nn < len(b) {
-		n, err := unix.SendmsgN(fd.sysfd, b[nn:min(len(b), nn+maxRW)], oob, nil, 0)
-		if n > 0 {
-			nn += n
+		n, err := ignoringEINTRIO(send, fd.sysfd, b[nn:min(len(b), nn+maxRW)])
+		if err == nil {
+			if n == 0 {
+				return nn, io.ErrUnexpectedEOF
+			}
 			fd.stats.wrote(n)
+			nn += n
 			continue
 		}
-		switch {
-		case err == nil:
-			return nn, io.ErrUnexpectedEOF
-		case err == unix.EINTR:
-		case err == unix.EAGAIN:
-			fd.stats.waitWrite()
-			if err = fd.reg.Wait(poller.Write); err != nil {
-				return nn, err
-			}
-		default:
-			// Named as Write names it: sampling stays invisible in errors.
-			return nn, os.NewSyscallError("write", err)
+		// Named as Write names it: sampling stays invisible in errors.
+		if err = fd.retryAfter(poller.Write, "write", err); err != nil {
+			return nn, err
 		}
 	}
 	return nn, nil

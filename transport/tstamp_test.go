@@ -408,3 +408,48 @@ func TestWriteTimestampsIPv6(t *testing.T) {
 		t.Errorf("no sample recorded over IPv6: %+v", c.WriteTimestampStats())
 	}
 }
+
+// TestDroppedTimestampedConnIsCollected: the error-queue handler the hub
+// holds reaches the conn only weakly, so a timestamped conn dropped
+// unclosed is still collected and its fd closed, as any hub conn's is.
+func TestDroppedTimestampedConnIsCollected(t *testing.T) {
+	h := newHub(t)
+	ln := listen(t, h, "tcp")
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	func() {
+		c, err := ln.AcceptHub()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.EnableWriteTimestamps(1, nopLatency{}); err != nil {
+			t.Skipf("timestamping refused here: %v", err)
+		}
+		if _, err := c.Write([]byte("sampled")); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(peer, make([]byte, len("sampled"))); err != nil {
+		t.Fatal(err)
+	}
+	collected := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		runtime.GC()
+		if h.Stats().Registered == 1 { // the listener's only
+			collected = true
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // polling the collector, not synchronising
+	}
+	if !collected {
+		t.Fatalf("dropped timestamped conn not collected: %d fds registered", h.Stats().Registered)
+	}
+}
+
+type nopLatency struct{}
+
+func (nopLatency) ObserveWriteLatency(sender, transfer time.Duration, size int) {}
