@@ -1,0 +1,376 @@
+package etcd_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc"
+
+	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
+
+// Traffic sizes the issue asks for.
+const (
+	nPuts   = 1000
+	nEvents = 50
+	workers = 8 // concurrent putters: several streams on one conn at once
+)
+
+// waitBound bounds every wait on a condition; generous, for a loaded machine.
+const waitBound = time.Minute
+
+// TestEtcdOnHub runs etcd's embedded server with its gRPC server on one hub
+// and clientv3 on another, both set up only through etcd's public
+// configuration, checks every result of a mixed workload, proves from the
+// hubs' counters that both sides' conns were on their hubs, and stops etcd
+// gracefully, leaving no fd on either hub.
+func TestEtcdOnHub(t *testing.T) {
+	serverHub := newHub(t)
+	clientHub := newHub(t)
+
+	// One URL for gRPC alone, one for HTTP alone: with ListenClientHttpUrls
+	// set, etcd serves the ListenClientUrls port with grpc.Server.Serve
+	// directly, without cmux in between (see the README's etcd section).
+	urls := loopbackURLs(t, 3)
+	grpcURL, httpURL, peerURL := urls[0], urls[1], urls[2]
+
+	cfg := embed.NewConfig()
+	cfg.Name = "hubio"
+	cfg.Dir = t.TempDir()
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil { // what etcd asks of a data dir
+		t.Fatal(err)
+	}
+	cfg.ListenClientUrls = []url.URL{grpcURL}
+	cfg.AdvertiseClientUrls = []url.URL{grpcURL}
+	cfg.ListenClientHttpUrls = []url.URL{httpURL}
+	cfg.ListenPeerUrls = []url.URL{peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpcopt.ServerOption(serverHub, nil)}
+	cfg.UnsafeNoFsync = true // a throwaway data dir: durability is not under test
+	lg := zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("server"))
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("embed.StartEtcd: %v", err)
+	}
+	closeEtcd := sync.OnceFunc(e.Close) // a second Close panics (it closes Err())
+	t.Cleanup(closeEtcd)
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		t.Fatalf("etcd failed to start: %v", err)
+	case <-time.After(waitBound):
+		t.Fatalf("etcd not ready after %v", waitBound)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{grpcURL.String()},
+		DialTimeout: waitBound,
+		// clientv3 installs no dialer of its own and appends DialOptions
+		// last, so this context dialer is the one grpc-go uses.
+		DialOptions: []grpc.DialOption{grpcopt.DialOption(clientHub)},
+		Logger:      lg.Named("client"),
+	})
+	if err != nil {
+		t.Fatalf("clientv3.New: %v", err)
+	}
+	closeClient := sync.OnceValue(cli.Close)
+	t.Cleanup(func() { closeClient() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	watchCtx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	events := startWatch(t, watchCtx, cli, "/watch/")
+
+	putAndGetPrefix(t, ctx, cli)
+	putAndWatch(t, ctx, cli, events)
+
+	// Both watch and put streams are open now: the counters show where
+	// the conns live.
+	checkOnHub(t, "server", serverHub, "etcd's accepted conns were served by package net, not the hub")
+	checkOnHub(t, "client", clientHub, "clientv3's conns were dialed by package net, not the hub")
+
+	leaseWithKeepAlive(t, ctx, cli)
+	txn(t, ctx, cli)
+
+	// A graceful stop waits for open streams (a watch is one, and so is
+	// clientv3's lease keep-alive stream), and etcd cuts them with Stop
+	// only once its request timeout has passed. Closing them first leaves
+	// an idle conn, so Close returns early exactly when the GOAWAY
+	// exchange and both ends' close went through the hubs.
+	cancelWatch()
+	for range events { // closed once the watch has ended
+	}
+	if err := cli.Watcher.Close(); err != nil {
+		t.Errorf("closing the watcher: %v", err)
+	}
+	if err := cli.Lease.Close(); err != nil {
+		t.Errorf("closing the lessor: %v", err)
+	}
+
+	timeout := e.Server.Cfg.ReqTimeout()
+	start := time.Now()
+	closeEtcd()
+	took := time.Since(start)
+	t.Logf("etcd Close took %v (its graceful-stop timeout is %v)", took, timeout)
+	if took >= timeout {
+		t.Errorf("etcd Close took %v, not under its request timeout %v: the graceful stop did not complete", took, timeout)
+	}
+	waitRegistered(t, "server", serverHub)
+
+	if err := closeClient(); err != nil {
+		t.Errorf("closing the client: %v", err)
+	}
+	waitRegistered(t, "client", clientHub)
+}
+
+// newHub returns a hub closed when the test ends (after every cleanup
+// registered later, so after etcd and the client).
+func newHub(t *testing.T) *poller.Hub {
+	t.Helper()
+	h, err := poller.New()
+	if err != nil {
+		t.Fatalf("poller.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("closing a hub: %v", err)
+		}
+	})
+	return h
+}
+
+// loopbackURLs returns n http URLs on 127.0.0.1 whose ports were free a
+// moment ago: etcd needs its client and peer URLs before it listens.
+func loopbackURLs(t *testing.T, n int) []url.URL {
+	t.Helper()
+	urls := make([]url.URL, n)
+	for i := range urls {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		defer l.Close() // held until all n are found, so they differ
+		urls[i] = url.URL{Scheme: "http", Host: l.Addr().String()}
+	}
+	return urls
+}
+
+// startWatch watches prefix and returns its channel once etcd has
+// confirmed the watch, so no later put is missed.
+func startWatch(t *testing.T, ctx context.Context, cli *clientv3.Client, prefix string) clientv3.WatchChan {
+	t.Helper()
+	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	select {
+	case resp, ok := <-wch:
+		if !ok || !resp.Created || resp.Err() != nil {
+			t.Fatalf("watch on %q not created: ok %v, created %v, err %v", prefix, ok, resp.Created, resp.Err())
+		}
+	case <-time.After(waitBound):
+		t.Fatalf("watch on %q not created after %v", prefix, waitBound)
+	}
+	return wch
+}
+
+// putAndGetPrefix puts nPuts keys from several goroutines, then reads them
+// all back with one prefix get.
+func putAndGetPrefix(t *testing.T, ctx context.Context, cli *clientv3.Client) {
+	t.Helper()
+	revs := make([]int64, nPuts) // revs[i] is written by the worker that put key i
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < nPuts; i += workers {
+				resp, err := cli.Put(ctx, fmt.Sprintf("/kv/%04d", i), fmt.Sprintf("v%04d", i))
+				if err != nil {
+					errs <- fmt.Errorf("put %d: %w", i, err)
+					return
+				}
+				revs[i] = resp.Header.Revision
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := make(map[int64]int, nPuts)
+	for i, rev := range revs {
+		if j, dup := seen[rev]; dup || rev <= 0 {
+			t.Fatalf("put %d got revision %d (put %d has it too: %v)", i, rev, j, dup)
+		}
+		seen[rev] = i
+	}
+
+	resp, err := cli.Get(ctx, "/kv/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("prefix get: %v", err)
+	}
+	if resp.Count != nPuts || len(resp.Kvs) != nPuts {
+		t.Fatalf("prefix get: count %d, %d kvs; want %d", resp.Count, len(resp.Kvs), nPuts)
+	}
+	for i, kv := range resp.Kvs { // sorted by key
+		key, val := fmt.Sprintf("/kv/%04d", i), fmt.Sprintf("v%04d", i)
+		if string(kv.Key) != key || string(kv.Value) != val || kv.ModRevision != revs[i] || kv.Version != 1 {
+			t.Fatalf("prefix get, kv %d: %q=%q at revision %d version %d; want %q=%q at %d version 1",
+				i, kv.Key, kv.Value, kv.ModRevision, kv.Version, key, val, revs[i])
+		}
+	}
+}
+
+// putAndWatch puts nEvents keys under the watched prefix and checks that
+// the watch delivers each as a put event, in order.
+func putAndWatch(t *testing.T, ctx context.Context, cli *clientv3.Client, events clientv3.WatchChan) {
+	t.Helper()
+	revs := make([]int64, nEvents)
+	for i := range revs {
+		resp, err := cli.Put(ctx, fmt.Sprintf("/watch/%02d", i), fmt.Sprintf("w%02d", i))
+		if err != nil {
+			t.Fatalf("put /watch/%02d: %v", i, err)
+		}
+		revs[i] = resp.Header.Revision
+	}
+	deadline := time.After(waitBound)
+	for got := 0; got < nEvents; {
+		select {
+		case resp, ok := <-events:
+			if !ok || resp.Err() != nil {
+				t.Fatalf("watch ended after %d of %d events: ok %v, err %v", got, nEvents, ok, resp.Err())
+			}
+			for _, ev := range resp.Events {
+				key, val := fmt.Sprintf("/watch/%02d", got), fmt.Sprintf("w%02d", got)
+				if got == nEvents || ev.Type != clientv3.EventTypePut || string(ev.Kv.Key) != key ||
+					string(ev.Kv.Value) != val || ev.Kv.ModRevision != revs[got] {
+					t.Fatalf("watch event %d: %v %q=%q at revision %d; want PUT %q=%q at %d",
+						got, ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, key, val, revs[min(got, nEvents-1)])
+				}
+				got++
+			}
+		case <-deadline:
+			t.Fatalf("watch delivered %d of %d events in %v", got, nEvents, waitBound)
+		}
+	}
+}
+
+// leaseWithKeepAlive grants a lease, attaches a key, keeps the lease alive
+// for two renewals, then revokes it and checks the key went with it.
+func leaseWithKeepAlive(t *testing.T, ctx context.Context, cli *clientv3.Client) {
+	t.Helper()
+	const ttl = 6 // seconds; clientv3 renews every ttl/3
+	grant, err := cli.Grant(ctx, ttl)
+	if err != nil || grant.Error != "" || grant.ID == clientv3.NoLease || grant.TTL != ttl {
+		t.Fatalf("grant: %+v, %v; want a lease of %d s", grant, err, ttl)
+	}
+	if _, err := cli.Put(ctx, "/lease/key", "leased", clientv3.WithLease(grant.ID)); err != nil {
+		t.Fatalf("put with lease: %v", err)
+	}
+
+	kaCtx, stopKeepAlive := context.WithCancel(ctx)
+	defer stopKeepAlive()
+	kas, err := cli.KeepAlive(kaCtx, grant.ID)
+	if err != nil {
+		t.Fatalf("keepalive: %v", err)
+	}
+	deadline := time.After(waitBound)
+	for n := 0; n < 2; n++ { // the first renewal is sent at once, the second ttl/3 later
+		select {
+		case ka, ok := <-kas:
+			if !ok {
+				t.Fatalf("keepalive channel closed after %d renewals", n)
+			}
+			if ka.ID != grant.ID || ka.TTL != ttl {
+				t.Fatalf("keepalive response %d: lease %x TTL %d; want lease %x renewed to %d", n, ka.ID, ka.TTL, grant.ID, ttl)
+			}
+		case <-deadline:
+			t.Fatalf("%d keepalive responses in %v; want 2", n, waitBound)
+		}
+	}
+	ttlResp, err := cli.TimeToLive(ctx, grant.ID, clientv3.WithAttachedKeys())
+	if err != nil || ttlResp.TTL <= 0 || len(ttlResp.Keys) != 1 || string(ttlResp.Keys[0]) != "/lease/key" {
+		t.Fatalf("time to live: %+v, %v; want a live lease holding /lease/key", ttlResp, err)
+	}
+	stopKeepAlive()
+
+	if _, err := cli.Revoke(ctx, grant.ID); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	get, err := cli.Get(ctx, "/lease/key")
+	if err != nil || get.Count != 0 {
+		t.Fatalf("get after revoke: %+v, %v; want the leased key gone", get, err)
+	}
+}
+
+// txn runs one transaction whose comparison holds and one whose does not,
+// and checks which branch each ran.
+func txn(t *testing.T, ctx context.Context, cli *clientv3.Client) {
+	t.Helper()
+	ok, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value("/kv/0000"), "=", "v0000"),
+			clientv3.Compare(clientv3.Version("/kv/0001"), "=", 1)).
+		Then(clientv3.OpPut("/txn/branch", "then"), clientv3.OpGet("/kv/0001")).
+		Else(clientv3.OpPut("/txn/branch", "else")).
+		Commit()
+	if err != nil || !ok.Succeeded || len(ok.Responses) != 2 {
+		t.Fatalf("txn that holds: %+v, %v; want the then branch with 2 responses", ok, err)
+	}
+	if kvs := ok.Responses[1].GetResponseRange().GetKvs(); len(kvs) != 1 || string(kvs[0].Value) != "v0001" {
+		t.Fatalf("txn that holds: get /kv/0001 returned %v; want v0001", kvs)
+	}
+
+	notOK, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value("/kv/0000"), "=", "something else")).
+		Then(clientv3.OpPut("/txn/branch", "then")).
+		Else(clientv3.OpPut("/txn/branch", "else")).
+		Commit()
+	if err != nil || notOK.Succeeded || len(notOK.Responses) != 1 {
+		t.Fatalf("txn that fails: %+v, %v; want the else branch with 1 response", notOK, err)
+	}
+	get, err := cli.Get(ctx, "/txn/branch")
+	if err != nil || get.Count != 1 || string(get.Kvs[0].Value) != "else" || get.Kvs[0].Version != 2 {
+		t.Fatalf("after both txns: %+v, %v; want /txn/branch=else at version 2", get, err)
+	}
+}
+
+// checkOnHub reports whether h has registered fds and has delivered
+// readiness events: the proof that conns are on it.
+func checkOnHub(t *testing.T, side string, h *poller.Hub, otherwise string) {
+	t.Helper()
+	s := h.Stats()
+	t.Logf("%s hub during traffic: Registered %d, Events %d", side, s.Registered, s.Events)
+	if s.Registered <= 0 || s.Events == 0 {
+		t.Errorf("%s hub during traffic: Registered %d, Events %d; want both > 0: %s", side, s.Registered, s.Events, otherwise)
+	}
+}
+
+// waitRegistered waits until h holds no fd.
+func waitRegistered(t *testing.T, side string, h *poller.Hub) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	for h.Stats().Registered != 0 {
+		if time.Now().After(deadline) {
+			t.Errorf("%s hub still has %d registered fds %v after closing", side, h.Stats().Registered, waitBound)
+			return
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
+	}
+}
