@@ -32,6 +32,11 @@ type Config struct {
 	// DialTimeout bounds each connect, on top of the context grpc-go gives
 	// the dialer; zero means none.
 	DialTimeout time.Duration
+	// RequireHub makes ServerOption's credentials fail the handshake of
+	// every conn they cannot put on the hub (a wrapper that changes Read or
+	// Write, see ServerOption) with an error matching ErrOffHub, instead
+	// of letting package net serve it.
+	RequireHub bool
 }
 
 func (c Config) hub() *poller.Hub {
@@ -56,7 +61,7 @@ func (c Config) wrap(hc *transport.Conn) (*Conn, error) {
 			return nil, err
 		}
 	}
-	return &Conn{hc}, nil
+	return &Conn{Conn: hc}, nil
 }
 
 // ServerOption is a grpc.ServerOption whose credentials move each accepted
@@ -93,10 +98,25 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 //
 // With a listener from Listen on the same hub, conns are not moved again
 // (also behind a wrapper whose conns expose NetConn, as testutil's fault
-// injector does); a Listen conn of another hub is moved. A conn of a type
-// that hides its socket (a wrapping listener such as
-// netutil.LimitListener's) cannot be moved without bypassing its wrapper:
-// it is handed to inner as it is and served by package net.
+// injector does); a Listen conn of another hub is moved.
+//
+// A listener that wraps its conns is looked through when the wrapper only
+// adds behaviour around Close or socket options: etcd's and
+// netutil.LimitListener's conns, a struct embedding *net.TCPConn. Such a
+// wrapper is a struct with one embedded, exported conn field and no method
+// of its own beyond Close, LocalAddr, RemoteAddr, NetConn and the socket
+// option setters; its Read, Write and deadline setters are the embedded
+// conn's. Its socket is moved onto the hub, reads and writes go through the
+// hub conn, and closing the hub conn closes the wrapper once (releasing a
+// limiting listener's slot). A wrapper that changes the byte stream (a
+// muxer such as cmux that has read bytes ahead, a rate limiter, *tls.Conn)
+// is never bypassed: its conn is served by package net, counted in
+// ReadServerStats().OffHub, and logged once per server at warning level;
+// with Config.RequireHub its handshake fails with ErrOffHub instead.
+//
+// When inner dispatches a conn (returns credentials.ErrConnDispatched),
+// the hub conn it was handed is its own and stays open; the credentials
+// release only the raw conn's duplicate fd.
 //
 // Close the hub only after the servers using it have stopped: once it is
 // closed, every accepted conn fails its handshake and is closed, while

@@ -2,6 +2,7 @@ package grpcopt
 
 import (
 	"net"
+	"sync"
 
 	"google.golang.org/grpc/mem"
 
@@ -14,6 +15,13 @@ import (
 // *net.TCPConn and the other standard socket types).
 type Conn struct {
 	*transport.Conn
+
+	// outer is the wrapper (a limiting listener's conn, say) whose socket
+	// this conn took over, or nil. Reads and writes bypass it; Close
+	// closes it, once, after the hub conn, so that what it does on Close
+	// (releasing a slot) still happens. Set before the conn is shared.
+	outer     net.Conn
+	outerOnce sync.Once
 }
 
 // ReadOnReady waits for data without holding a buffer, then reads up to
@@ -25,3 +33,13 @@ func (c *Conn) ReadOnReady(bufSize int, pool mem.BufferPool) (*[]byte, int, erro
 
 // NetConn returns the underlying hub conn.
 func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Close closes the hub conn and then, once, the wrapper whose socket it
+// took over (see ServerOption).
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	if c.outer != nil {
+		c.outerOnce.Do(func() { c.outer.Close() })
+	}
+	return err
+}

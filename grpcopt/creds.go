@@ -25,16 +25,49 @@ func (c Config) Credentials(inner credentials.TransportCredentials) credentials.
 	if inner == nil {
 		inner = insecure.NewCredentials()
 	}
-	return &creds{cfg: c, inner: inner, warned: new(atomic.Bool)}
+	return &creds{cfg: c, inner: inner, warned: new(atomic.Bool), warnedOff: new(atomic.Bool)}
 }
 
 // creds moves accepted conns onto a hub, then hands them to inner.
 type creds struct {
 	cfg   Config
 	inner credentials.TransportCredentials
-	// warned is set once the closed hub has been logged; shared by clones,
-	// so a server logs it once however grpc-go copies its credentials.
-	warned *atomic.Bool
+	// warned is set once the closed hub has been logged, warnedOff once a
+	// conn left off the hub has; shared by clones, so a server logs each
+	// once however grpc-go copies its credentials.
+	warned, warnedOff *atomic.Bool
+}
+
+// ErrOffHub is matched by the handshake error of a conn that Config.RequireHub
+// refused: one whose wrapper cannot be bypassed (see ServerOption).
+var ErrOffHub = errors.New("grpcopt: conn cannot be put on the hub")
+
+// ServerStats counts what the ServerOption credentials of this process did
+// with the conns they were handed. A program reads them with ReadServerStats
+// to see that its servers' conns really are on a hub.
+type ServerStats struct {
+	// Handshakes is the number of conns the credentials were handed.
+	Handshakes uint64
+	// Unwrapped is the number of those whose socket was taken from beneath
+	// a wrapper that only adds behaviour around Close or socket options
+	// (a limiting listener's conn).
+	Unwrapped uint64
+	// OffHub is the number left off the hub, served by package net (or,
+	// with Config.RequireHub, refused): their wrapper changes the byte
+	// stream, or hides its socket.
+	OffHub uint64
+}
+
+// serverStats holds the process's ServerStats; any goroutine adds to it.
+var serverStats struct{ handshakes, unwrapped, offHub atomic.Uint64 }
+
+// ReadServerStats returns the process's ServerStats so far.
+func ReadServerStats() ServerStats {
+	return ServerStats{
+		Handshakes: serverStats.handshakes.Load(),
+		Unwrapped:  serverStats.unwrapped.Load(),
+		OffHub:     serverStats.offHub.Load(),
+	}
 }
 
 // logger reports what grpc-go would only log at info level: a handshake
@@ -47,34 +80,45 @@ func (c *creds) ClientHandshake(ctx context.Context, authority string, conn net.
 	return c.inner.ClientHandshake(ctx, authority, conn)
 }
 
-// ServerHandshake moves raw onto the hub (unless it already is a conn of
-// this hub), then runs inner's handshake over the hub conn. grpc-go calls it
+// ServerHandshake moves raw's socket onto the hub (unless it already is a
+// conn of this hub), from beneath raw's wrappers where they can be
+// bypassed, then runs inner's handshake over the hub conn. grpc-go calls it
 // from the goroutine serving the new conn, with raw's deadline set to the
 // server's connection timeout.
 func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	if c.cfg.unsupported() {
 		return c.inner.ServerHandshake(raw)
 	}
-	if onHub(raw, c.cfg.hub()) {
+	serverStats.handshakes.Add(1)
+	h := c.cfg.hub()
+	if onHub(raw, h) {
 		// Accepted by Listen on this hub (maybe behind a wrapper, such as
 		// testutil's fault injector, which must stay in the path):
 		// grpc-go's deadlines reach it, so it is handed on as it is.
 		return c.inner.ServerHandshake(raw)
 	}
-	src := raw
-	if hc, ok := raw.(*Conn); ok {
+	sock, why := socketBeneath(raw)
+	if sock == nil {
+		return c.offHub(raw, why)
+	}
+	wrapped := sock != raw
+	if wrapped {
+		serverStats.unwrapped.Add(1)
+		if hc := hubConn(sock); hc != nil && hc.Hub() == h {
+			// A Listen conn of this hub behind a limiting wrapper: read it
+			// directly, close it through the wrapper. grpc-go's deadlines
+			// reach it through the wrapper's promoted setters.
+			return c.inner.ServerHandshake(&Conn{Conn: hc, outer: raw})
+		}
+	}
+	src := sock
+	if hc, ok := sock.(*Conn); ok {
 		src = hc.Conn // a hub conn of another hub: move its socket
 	}
-	moved, err := transport.AdoptConn(c.cfg.hub(), src)
-	if errors.Is(err, transport.ErrNotSocket) {
-		// A listener's own conn type (a limiting or PROXY-protocol
-		// wrapper, say): moving the socket beneath would bypass the
-		// wrapper, so the conn is served where it is, by package net.
-		return c.inner.ServerHandshake(raw)
-	}
+	moved, err := transport.AdoptConn(h, src)
 	if err != nil {
 		err = fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
-		if c.cfg.hub().Err() != nil && c.warned.CompareAndSwap(false, true) {
+		if h.Err() != nil && c.warned.CompareAndSwap(false, true) {
 			// Every conn will fail the same way, and grpc-go's Serve keeps
 			// accepting (it stops only for its listener's errors): say so
 			// once, where it is seen by default.
@@ -86,14 +130,54 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if err != nil {
 		return nil, nil, err
 	}
-	g := newGuard(raw, hc)
+	if wrapped {
+		hc.outer = raw
+	}
+	g := newGuard(raw, sock, hc, wrapped)
 	conn, auth, err := c.inner.ServerHandshake(hc)
+	if err == credentials.ErrConnDispatched {
+		// inner owns the hub conn now, and grpc-go leaves raw alone:
+		// release raw's fd (a wrapper stays, the hub conn closes it).
+		g.stop()
+		return nil, nil, err
+	}
 	if err != nil {
 		g.stop()
-		hc.Close()
+		// grpc-go closes raw itself (and with it a wrapper): close only
+		// the hub conn, so a wrapper is closed once.
+		hc.Conn.Close()
 		return nil, nil, err
 	}
 	return g.watch(conn), auth, nil
+}
+
+// offHub handles a conn whose socket cannot be reached without bypassing a
+// wrapper that must stay in the path: counted, logged once per server, and
+// served by package net, or refused under RequireHub.
+func (c *creds) offHub(raw net.Conn, why string) (net.Conn, credentials.AuthInfo, error) {
+	serverStats.offHub.Add(1)
+	if c.cfg.RequireHub {
+		return nil, nil, &net.OpError{Op: "handshake", Net: raw.LocalAddr().Network(), Source: raw.LocalAddr(), Addr: raw.RemoteAddr(),
+			Err: fmt.Errorf("%w: a %T (%s), and Config.RequireHub is set", ErrOffHub, raw, why)}
+	}
+	if c.warnedOff.CompareAndSwap(false, true) {
+		logger.Warningf("grpcopt: conns of type %T stay off the hub and are served by package net (%s); "+
+			"ReadServerStats().OffHub counts them. To put them on the hub, have the wrapper embed its conn and "+
+			"define only Close and socket-option methods, or wrap a grpcopt.Listen listener instead; "+
+			"Config.RequireHub refuses such conns", raw, why)
+	}
+	return c.inner.ServerHandshake(raw)
+}
+
+// hubConn returns c's *transport.Conn if c is a hub conn.
+func hubConn(c net.Conn) *transport.Conn {
+	switch hc := c.(type) {
+	case *Conn:
+		return hc.Conn
+	case *transport.Conn:
+		return hc
+	}
+	return nil
 }
 
 // onHub reports whether c is a hub conn of h, or wraps one: it follows
@@ -135,24 +219,36 @@ func (c *creds) OverrideServerName(name string) error {
 // grpc-go sets the server's connection timeout as the raw conn's deadline
 // before ServerHandshake and clears it, on the raw conn, once the HTTP/2
 // preface and first frame have arrived. A watcher goroutine parks in a
-// RawConn.Read on raw (it never reads a byte, only waits) and so wakes when
-// that deadline passes or raw is closed. Exactly one outcome wins, decided
-// by a CAS on state:
+// RawConn.Read on sock, the socket beneath raw (raw itself, or the conn
+// under wrappers whose deadline setters are promoted from it): it never
+// reads a byte, only waits, and so wakes when that deadline passes or sock
+// is closed. Exactly one outcome wins, decided by a CAS on state:
 //   - the phase ends first (stop, from the conn that counts preface bytes,
-//     or a failed handshake): state becomes phaseOver, raw is closed and
-//     the watcher exits;
+//     or a failed handshake): state becomes phaseOver and the watcher is
+//     ended (see stop);
 //   - the deadline passes first: state becomes phaseFailed and the hub
 //     conn's deadline is set in the past, so grpc-go's handshake or
-//     preface read fails with a timeout, as it would have on raw;
-//   - raw is closed by grpc-go first (a failed handshake): phaseFailed,
+//     preface read fails with a timeout, as it would have on raw. The
+//     watcher then waits on: for stop (grpc-go closed the conn it was
+//     handed), or for sock's close, when it closes the hub conn, because
+//     grpc-go closes only raw when NewServerTransport fails before it has
+//     installed its deferred Close (a failed unbuffered SETTINGS write);
+//   - sock is closed by grpc-go first (a failed handshake): phaseFailed,
 //     and the hub conn is closed.
 //
-// Raw stays open until then; it shares the socket with the hub conn.
+// Sock stays open until then; it shares the socket with the hub conn.
 type guard struct {
-	raw   net.Conn
-	hc    *Conn
-	state atomic.Int32 // phaseRunning, then phaseOver or phaseFailed, once
-	once  sync.Once    // closes raw once
+	raw     net.Conn
+	sock    net.Conn // raw, or the socket beneath raw's wrappers
+	keepRaw bool     // raw is a wrapper the hub conn closes: never close it here
+	hc      *Conn
+	state   atomic.Int32  // phaseRunning, then phaseOver or phaseFailed, once
+	once    sync.Once     // ends the watcher once
+	done    chan struct{} // closed when the watcher has returned; nil if none
+	// mu orders stop's quit and its kick of sock's deadline against the
+	// watcher clearing that deadline, so a kick is never undone.
+	mu   sync.Mutex
+	quit atomic.Bool // set by stop (under mu): the watcher must leave
 }
 
 const (
@@ -164,9 +260,9 @@ const (
 // aLongTimeAgo is a deadline that has passed.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func newGuard(raw net.Conn, hc *Conn) *guard {
-	g := &guard{raw: raw, hc: hc}
-	sc, ok := raw.(syscall.Conn)
+func newGuard(raw, sock net.Conn, hc *Conn, keepRaw bool) *guard {
+	g := &guard{raw: raw, sock: sock, keepRaw: keepRaw, hc: hc}
+	sc, ok := sock.(syscall.Conn)
 	var rc syscall.RawConn
 	var err error
 	if ok {
@@ -177,25 +273,57 @@ func newGuard(raw net.Conn, hc *Conn) *guard {
 		g.stop()
 		return g
 	}
-	go func() {
-		err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
-		if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
-			return // the phase ended first: the conn is grpc-go's now
-		}
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
-			g.hc.SetDeadline(aLongTimeAgo)
-			return
-		}
-		g.hc.Close()
-	}()
+	g.done = make(chan struct{})
+	go g.watchRaw(rc)
 	return g
 }
 
-// stop ends the phase, unless the watcher has already failed it, and
-// closes raw, which ends the watcher.
+// watchRaw is the watcher goroutine.
+func (g *guard) watchRaw(rc syscall.RawConn) {
+	defer close(g.done)
+	err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
+	if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
+		return // the phase ended first: the conn is grpc-go's now
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		g.hc.SetDeadline(aLongTimeAgo)
+		g.mu.Lock()
+		if g.quit.Load() {
+			g.mu.Unlock()
+			return
+		}
+		// Nobody reads sock: clear its passed deadline so as to park
+		// until it is closed (or stop says to leave).
+		g.sock.SetReadDeadline(time.Time{})
+		g.mu.Unlock()
+		rc.Read(func(uintptr) bool { return g.quit.Load() })
+		if g.quit.Load() {
+			return
+		}
+	}
+	g.hc.Conn.Close()
+}
+
+// stop ends the phase, unless the watcher has already failed it, and ends
+// the watcher: by closing raw, whose socket the hub conn has duplicated;
+// or, where raw is a wrapper the hub conn closes later, by moving sock's
+// read deadline into the past and waiting for the watcher to leave (before
+// grpc-go clears that deadline, which would park the watcher again).
 func (g *guard) stop() {
 	g.state.CompareAndSwap(phaseRunning, phaseOver)
-	g.once.Do(func() { g.raw.Close() })
+	g.once.Do(func() {
+		g.mu.Lock()
+		g.quit.Store(true)
+		if !g.keepRaw {
+			g.raw.Close()
+		} else if g.done != nil {
+			g.sock.SetReadDeadline(aLongTimeAgo)
+		}
+		g.mu.Unlock()
+		if g.keepRaw && g.done != nil {
+			<-g.done
+		}
+	})
 }
 
 // watch wraps the conn returned to grpc-go so that the guard stops once

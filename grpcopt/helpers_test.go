@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +28,7 @@ type serverSetup struct {
 	name      string
 	hubListen bool // grpcopt.Listen instead of net.Listen
 	option    bool // grpcopt.ServerOption around the inner credentials
+	limit     bool // the listener wrapped in netutil.LimitListener
 }
 
 // usesHub reports whether the server's conns end up on the hub.
@@ -37,8 +39,9 @@ var (
 	optionServer    = serverSetup{name: "ServerOption over a standard listener", option: true}
 	listenServer    = serverSetup{name: "a Listen listener without ServerOption", hubListen: true}
 	listenOptServer = serverSetup{name: "a Listen listener with ServerOption", hubListen: true, option: true}
-	allServers      = []serverSetup{stdServer, optionServer, listenServer, listenOptServer}
-	hubServers      = []serverSetup{optionServer, listenServer, listenOptServer}
+	limitOptServer  = serverSetup{name: "ServerOption over netutil.LimitListener", option: true, limit: true}
+	allServers      = []serverSetup{stdServer, optionServer, listenServer, listenOptServer, limitOptServer}
+	hubServers      = []serverSetup{optionServer, listenServer, listenOptServer, limitOptServer}
 )
 
 // clientSetup is one way of dialing: package net's dialer or a hub's.
@@ -81,6 +84,9 @@ func (s serverSetup) listen(t testing.TB, h *poller.Hub, network, address string
 	}
 	if err != nil {
 		t.Fatalf("listening on %s %q: %v", network, address, err)
+	}
+	if s.limit {
+		lis = netutil.LimitListener(lis, 1000)
 	}
 	return lis
 }

@@ -1,0 +1,65 @@
+//go:build linux
+
+package grpcopt_test
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hubio/hubio/grpcopt"
+)
+
+// patientCreds waits for an optional first byte under the conn's deadline
+// (as a protocol sniffer might) and succeeds whether or not one came.
+type patientCreds struct {
+	credentials.TransportCredentials
+}
+
+func (p patientCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c.Read(make([]byte, 1)) // fails with a timeout once the guard fires
+	return p.TransportCredentials.ServerHandshake(c)
+}
+
+func (p patientCreds) Clone() credentials.TransportCredentials { return p }
+
+// TestConnectionTimeoutGuardReleasesHubConn (issue 12): when the
+// ConnectionTimeout guard fires and grpc-go then closes only the raw conn
+// (NewServerTransport fails writing its SETTINGS, unbuffered with
+// grpc.WriteBufferSize(0), before it installs its deferred Close), the hub
+// conn is closed too: the peer sees the conn end, and the hub's
+// registrations and the process's fds return to what they were.
+func TestConnectionTimeoutGuardReleasesHubConn(t *testing.T) {
+	checkNoLeaks(t)
+	for _, ss := range []serverSetup{optionServer, limitOptServer} {
+		t.Run("on "+ss.name, func(t *testing.T) {
+			h := newHub(t)
+			lis := ss.listen(t, h, "tcp", "127.0.0.1:0")
+			srv := grpc.NewServer(grpcopt.ServerOption(h, patientCreds{insecure.NewCredentials()}),
+				grpc.ConnectionTimeout(200*time.Millisecond), grpc.WriteBufferSize(0))
+			serve(t, srv, lis)
+			fds := countFDs(t)
+			c, err := net.Dial("tcp", lis.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if n, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("the silent conn was not closed by the server (read %d bytes): %v", n, err)
+			}
+			if !waitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
+				t.Fatalf("hub registrations after the guard fired: %d, want 0", h.Stats().Registered)
+			}
+			c.Close()
+			if !waitFor(10*time.Second, func() bool { return countFDs(t) <= fds }) {
+				t.Fatalf("fds: %d, want at most %d", countFDs(t), fds)
+			}
+		})
+	}
+}
