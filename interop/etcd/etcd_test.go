@@ -3,9 +3,12 @@ package etcd_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,57 +44,20 @@ const waitBound = time.Minute
 func TestEtcdOnHub(t *testing.T) {
 	serverHub := newHub(t)
 	clientHub := newHub(t)
+	before := grpcopt.ReadServerStats()
 
 	// One URL for gRPC alone, one for HTTP alone: with ListenClientHttpUrls
 	// set, etcd serves the ListenClientUrls port with grpc.Server.Serve
 	// directly, without cmux in between (see the README's etcd section).
+	// Its accepted conns are still etcd's limit-listener conns, which
+	// ServerOption must see through.
 	urls := loopbackURLs(t, 3)
 	grpcURL, httpURL, peerURL := urls[0], urls[1], urls[2]
-
-	cfg := embed.NewConfig()
-	cfg.Name = "hubio"
-	cfg.Dir = t.TempDir()
-	if err := os.Chmod(cfg.Dir, 0o700); err != nil { // what etcd asks of a data dir
-		t.Fatal(err)
-	}
-	cfg.ListenClientUrls = []url.URL{grpcURL}
-	cfg.AdvertiseClientUrls = []url.URL{grpcURL}
+	cfg := newConfig(t, grpcURL, peerURL)
 	cfg.ListenClientHttpUrls = []url.URL{httpURL}
-	cfg.ListenPeerUrls = []url.URL{peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpcopt.ServerOption(serverHub, nil)}
-	cfg.UnsafeNoFsync = true // a throwaway data dir: durability is not under test
-	lg := zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("server"))
-
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("embed.StartEtcd: %v", err)
-	}
-	closeEtcd := sync.OnceFunc(e.Close) // a second Close panics (it closes Err())
-	t.Cleanup(closeEtcd)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("etcd failed to start: %v", err)
-	case <-time.After(waitBound):
-		t.Fatalf("etcd not ready after %v", waitBound)
-	}
-
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{grpcURL.String()},
-		DialTimeout: waitBound,
-		// clientv3 installs no dialer of its own and appends DialOptions
-		// last, so this context dialer is the one grpc-go uses.
-		DialOptions: []grpc.DialOption{grpcopt.DialOption(clientHub)},
-		Logger:      lg.Named("client"),
-	})
-	if err != nil {
-		t.Fatalf("clientv3.New: %v", err)
-	}
-	closeClient := sync.OnceValue(cli.Close)
-	t.Cleanup(func() { closeClient() })
+	e, closeEtcd := startEtcd(t, cfg)
+	cli, closeClient := newClient(t, grpcURL, clientHub)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -107,6 +73,11 @@ func TestEtcdOnHub(t *testing.T) {
 	// the conns live.
 	checkOnHub(t, "server", serverHub, "etcd's accepted conns were served by package net, not the hub")
 	checkOnHub(t, "client", clientHub, "clientv3's conns were dialed by package net, not the hub")
+	stats := serverStatsSince(before)
+	t.Logf("grpcopt.ReadServerStats during traffic: %+v", stats)
+	if stats.Unwrapped == 0 || stats.OffHub != 0 {
+		t.Errorf("grpcopt server stats during traffic: %+v; want every conn taken from beneath etcd's limit-listener conn (Unwrapped > 0) and none left to package net (OffHub 0)", stats)
+	}
 
 	leaseWithKeepAlive(t, ctx, cli)
 	txn(t, ctx, cli)
@@ -140,6 +111,146 @@ func TestEtcdOnHub(t *testing.T) {
 		t.Errorf("closing the client: %v", err)
 	}
 	waitRegistered(t, "client", clientHub)
+}
+
+// TestEtcdSharedPortStaysOffHub runs etcd with its default client port,
+// where cmux sniffs each conn to tell HTTP/1 from gRPC and hands gRPC conns
+// to grpc-go as *cmux.MuxConn values that replay the bytes read ahead. Such
+// a conn must not be bypassed: it works, is served by package net, and is
+// counted in ReadServerStats().OffHub; the server hub never sees it. HTTP/1
+// on the same port works as before.
+func TestEtcdSharedPortStaysOffHub(t *testing.T) {
+	serverHub := newHub(t)
+	clientHub := newHub(t)
+	before := grpcopt.ReadServerStats()
+
+	urls := loopbackURLs(t, 2)
+	clientURL, peerURL := urls[0], urls[1]
+	cfg := newConfig(t, clientURL, peerURL) // no ListenClientHttpUrls: cmux
+	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{grpcopt.ServerOption(serverHub, nil)}
+	_, closeEtcd := startEtcd(t, cfg)
+	cli, closeClient := newClient(t, clientURL, clientHub)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := cli.Put(ctx, "/shared", "port"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	get, err := cli.Get(ctx, "/shared")
+	if err != nil || get.Count != 1 || string(get.Kvs[0].Value) != "port" {
+		t.Fatalf("get: %+v, %v; want /shared=port", get, err)
+	}
+	getVersion(t, ctx, clientURL)
+
+	s := serverHub.Stats()
+	stats := serverStatsSince(before)
+	t.Logf("server hub: Registered %d, Events %d; grpcopt.ReadServerStats: %+v", s.Registered, s.Events, stats)
+	if s.Registered != 0 || s.Events != 0 {
+		t.Errorf("server hub: Registered %d, Events %d; want 0: a cmux conn was bypassed", s.Registered, s.Events)
+	}
+	if stats.Handshakes == 0 || stats.OffHub != stats.Handshakes || stats.Unwrapped != 0 {
+		t.Errorf("grpcopt server stats: %+v; want every handshake counted OffHub and none unwrapped", stats)
+	}
+	checkOnHub(t, "client", clientHub, "clientv3's conns were dialed by package net, not the hub")
+
+	closeEtcd()
+	if err := closeClient(); err != nil {
+		t.Errorf("closing the client: %v", err)
+	}
+	waitRegistered(t, "client", clientHub)
+}
+
+// newConfig returns a single-member etcd config with a data dir of the
+// test's, client and peer URLs as given, and etcd's warnings logged to t.
+func newConfig(t *testing.T, client, peer url.URL) *embed.Config {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Name = "hubio"
+	cfg.Dir = t.TempDir()
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil { // what etcd asks of a data dir
+		t.Fatal(err)
+	}
+	cfg.ListenClientUrls = []url.URL{client}
+	cfg.AdvertiseClientUrls = []url.URL{client}
+	cfg.ListenPeerUrls = []url.URL{peer}
+	cfg.AdvertisePeerUrls = []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.UnsafeNoFsync = true // a throwaway data dir: durability is not under test
+	lg := zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg.Named("server"))
+	return cfg
+}
+
+// startEtcd starts etcd and waits until it serves. The returned func
+// closes it (once; etcd's Close panics the second time, closing Err()),
+// and runs at cleanup too.
+func startEtcd(t *testing.T, cfg *embed.Config) (*embed.Etcd, func()) {
+	t.Helper()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("embed.StartEtcd: %v", err)
+	}
+	closeEtcd := sync.OnceFunc(e.Close)
+	t.Cleanup(closeEtcd)
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		t.Fatalf("etcd failed to start: %v", err)
+	case <-time.After(waitBound):
+		t.Fatalf("etcd not ready after %v", waitBound)
+	}
+	return e, closeEtcd
+}
+
+// newClient returns a clientv3 client of endpoint whose conns are dialed on
+// h. The returned func closes it (once), and runs at cleanup too.
+func newClient(t *testing.T, endpoint url.URL, h *poller.Hub) (*clientv3.Client, func() error) {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{endpoint.String()},
+		DialTimeout: waitBound,
+		// clientv3 installs no dialer of its own and appends DialOptions
+		// last, so this context dialer is the one grpc-go uses.
+		DialOptions: []grpc.DialOption{grpcopt.DialOption(h)},
+		Logger:      zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)).Named("client"),
+	})
+	if err != nil {
+		t.Fatalf("clientv3.New: %v", err)
+	}
+	closeClient := sync.OnceValue(cli.Close)
+	t.Cleanup(func() { closeClient() })
+	return cli, closeClient
+}
+
+// serverStatsSince returns what grpcopt's server credentials did since
+// before (the counters are the process's; tests here run one at a time).
+func serverStatsSince(before grpcopt.ServerStats) grpcopt.ServerStats {
+	now := grpcopt.ReadServerStats()
+	return grpcopt.ServerStats{
+		Handshakes: now.Handshakes - before.Handshakes,
+		Unwrapped:  now.Unwrapped - before.Unwrapped,
+		OffHub:     now.OffHub - before.OffHub,
+	}
+}
+
+// getVersion asks etcd's HTTP/1 handler for /version on the client URL.
+func getVersion(t *testing.T, ctx context.Context, u url.URL) {
+	t.Helper()
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections() // no keep-alive goroutine outlives the test
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("version").String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatalf("GET /version: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "etcdserver") {
+		t.Fatalf("GET /version: %s %q, %v; want 200 with etcd's version", resp.Status, body, err)
+	}
 }
 
 // newHub returns a hub closed when the test ends (after every cleanup
