@@ -3,31 +3,45 @@ package grpcopt
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
 // Config carries the settings shared by the options this package builds.
-// The zero Config uses poller.Default() and package net's defaults; the
-// package-level ServerOption, DialOption and Listen are shorthands for a
-// Config with only Hub set.
+// The zero Config uses poller.Default(), package net's defaults and grpc-go's
+// keepalive defaults; the package-level ServerOption, DialOption and Listen
+// are shorthands for a Config with only Hub set.
 type Config struct {
 	// Hub owns the conns; nil means poller.Default().
 	Hub *poller.Hub
-	// UserTimeout, if positive, sets TCP_USER_TIMEOUT on every TCP conn:
-	// how long sent data may stay unacknowledged before the kernel drops the
-	// connection. grpc-go sets it from keepalive.ClientParameters.Timeout
-	// and keepalive.ServerParameters.Timeout only on a *net.TCPConn, so a
-	// conn that is born on a hub (DialOption, Listen) needs it here; pass the
-	// same value as the keepalive Timeout. (With ServerOption over a
-	// standard listener, grpc-go sets it on the raw socket itself.)
+	// ServerKeepalive is the servers' gRPC keepalive; nil means grpc-go's
+	// defaults (Time 2 h, Timeout 20 s). ServerOptions hands it to grpc-go
+	// (grpc.KeepaliveParams), and hub server conns get the TCP_USER_TIMEOUT
+	// grpc-go derives from it on a *net.TCPConn: Timeout (20 s when zero)
+	// unless Time is infinite. Without it, hub server conns get 20 s, as
+	// grpc-go's defaults give.
+	ServerKeepalive *keepalive.ServerParameters
+	// ClientKeepalive is the clients' gRPC keepalive; nil means none.
+	// DialOptions hands it to grpc-go (grpc.WithKeepaliveParams), and dialed
+	// conns get the TCP_USER_TIMEOUT grpc-go derives from it on a
+	// *net.TCPConn: Timeout (20 s when zero) unless Time is infinite.
+	ClientKeepalive *keepalive.ClientParameters
+	// UserTimeout, if positive, is the TCP_USER_TIMEOUT of every TCP hub
+	// conn, server or client, in place of the value derived from the
+	// keepalive parameters: how long sent data may stay unacknowledged
+	// before the kernel drops the connection. (A raw *net.TCPConn moved by
+	// ServerOption then gets grpc-go's own value on the same socket, as it
+	// would without the hub.)
 	UserTimeout time.Duration
 	// DialTimeout bounds each connect, on top of the context grpc-go gives
 	// the dialer; zero means none.
@@ -52,11 +66,102 @@ func (c Config) unsupported() bool {
 	return errors.Is(c.hub().Err(), errors.ErrUnsupported)
 }
 
-// wrap turns a hub conn into what grpc-go is handed, with the configured
-// socket options.
-func (c Config) wrap(hc *transport.Conn) (*Conn, error) {
-	if c.UserTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
-		if err := setUserTimeout(hc, c.UserTimeout); err != nil {
+// maxUserTimeout is the largest TCP_USER_TIMEOUT: an int of milliseconds,
+// 32 bits in the kernel.
+const maxUserTimeout = math.MaxInt32 * time.Millisecond
+
+// infinity is grpc-go's keepalive Time that turns keepalive off.
+const infinity = time.Duration(math.MaxInt64)
+
+// grpc-go's keepalive defaults (internal/transport/defaults.go).
+const (
+	defaultServerKeepaliveTime    = 2 * time.Hour
+	defaultKeepaliveTimeout       = 20 * time.Second
+	defaultClientMinKeepaliveTime = 10 * time.Second // grpc.WithKeepaliveParams' floor
+)
+
+// validate reports a setting that would fail or silently disable every
+// conn later: a negative or too large user timeout.
+func (c Config) validate() error {
+	check := func(name string, d time.Duration) error {
+		if d < 0 || d > maxUserTimeout || (d > 0 && d < time.Millisecond) {
+			return fmt.Errorf("grpcopt: %s %v out of range: TCP_USER_TIMEOUT takes 1ms to %v (0 for the default)", name, d, maxUserTimeout)
+		}
+		return nil
+	}
+	if err := check("Config.UserTimeout", c.UserTimeout); err != nil {
+		return err
+	}
+	if c.ServerKeepalive != nil {
+		if err := check("ServerKeepalive.Timeout", c.ServerKeepalive.Timeout); err != nil {
+			return err
+		}
+	}
+	if c.ClientKeepalive != nil {
+		if err := check("ClientKeepalive.Timeout", c.ClientKeepalive.Timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mustValidate panics, for the option builders that cannot return an
+// error, on a Config that validate refuses.
+func (c Config) mustValidate() {
+	if err := c.validate(); err != nil {
+		panic(err)
+	}
+}
+
+// serverUserTimeout is the TCP_USER_TIMEOUT grpc-go's server sets on a
+// *net.TCPConn (http2_server.go, NewServerTransport); 0 means none.
+func (c Config) serverUserTimeout() time.Duration {
+	if c.UserTimeout > 0 {
+		return c.UserTimeout
+	}
+	var kp keepalive.ServerParameters
+	if c.ServerKeepalive != nil {
+		kp = *c.ServerKeepalive
+	}
+	if kp.Time == 0 {
+		kp.Time = defaultServerKeepaliveTime
+	}
+	if kp.Timeout == 0 {
+		kp.Timeout = defaultKeepaliveTimeout
+	}
+	if kp.Time == infinity {
+		return 0
+	}
+	return kp.Timeout
+}
+
+// clientUserTimeout is the TCP_USER_TIMEOUT grpc-go's client sets on a
+// *net.TCPConn (http2_client.go, NewHTTP2Client); 0 means none.
+func (c Config) clientUserTimeout() time.Duration {
+	if c.UserTimeout > 0 {
+		return c.UserTimeout
+	}
+	if c.ClientKeepalive == nil {
+		return 0 // grpc-go's default Time is infinite
+	}
+	kp := *c.ClientKeepalive
+	if kp.Time < defaultClientMinKeepaliveTime {
+		kp.Time = defaultClientMinKeepaliveTime
+	}
+	if kp.Timeout == 0 {
+		kp.Timeout = defaultKeepaliveTimeout
+	}
+	if kp.Time == infinity {
+		return 0
+	}
+	return kp.Timeout
+}
+
+// wrap turns a hub conn into what grpc-go is handed, with TCP_USER_TIMEOUT
+// set to userTimeout (none if 0).
+func wrap(hc *transport.Conn, userTimeout time.Duration) (*Conn, error) {
+	if userTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
+		if err := setUserTimeout(hc, userTimeout); err != nil {
 			hc.Close()
 			return nil, err
 		}
@@ -114,6 +219,11 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // ReadServerStats().OffHub, and logged once per server at warning level;
 // with Config.RequireHub its handshake fails with ErrOffHub instead.
 //
+// Moved conns get the TCP_USER_TIMEOUT grpc-go would set on a
+// *net.TCPConn (see Config.ServerKeepalive); a raw *net.TCPConn gets
+// grpc-go's own setting too, on the same socket. ServerOption and
+// Credentials panic on a Config that ServerOptions would refuse.
+//
 // When inner dispatches a conn (returns credentials.ErrConnDispatched),
 // the hub conn it was handed is its own and stays open; the credentials
 // release only the raw conn's duplicate fd.
@@ -127,10 +237,28 @@ func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.Server
 	return grpc.Creds(c.Credentials(inner))
 }
 
+// ServerOptions returns ServerOption(inner) and, when ServerKeepalive is
+// set, grpc.KeepaliveParams with it: one value sets both grpc-go's
+// keepalive and the TCP_USER_TIMEOUT of the hub conns. It fails for a
+// timeout out of TCP_USER_TIMEOUT's range.
+func (c Config) ServerOptions(inner credentials.TransportCredentials) ([]grpc.ServerOption, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	opts := []grpc.ServerOption{c.ServerOption(inner)}
+	if c.ServerKeepalive != nil {
+		opts = append(opts, grpc.KeepaliveParams(*c.ServerKeepalive))
+	}
+	return opts, nil
+}
+
 // Listen announces on the local address like net.Listen ("tcp", "tcp4",
 // "tcp6", "unix"); accepted conns are *Conn values on the hub. It works with
 // or without ServerOption.
 func (c Config) Listen(network, address string) (net.Listener, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
 	if c.unsupported() {
 		return net.Listen(network, address)
 	}
@@ -156,7 +284,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c, err := l.cfg.wrap(hc); err == nil {
+		if c, err := wrap(hc, l.cfg.serverUserTimeout()); err == nil {
 			return c, nil
 		}
 	}
@@ -167,8 +295,26 @@ func (l *listener) Accept() (net.Conn, error) {
 // ("host:port", "[v6]:port", "unix:///abs", "unix:rel", "unix:@abstract",
 // "unix-abstract:name"), and returns dial errors as *net.OpError values so
 // that grpc-go's reconnect backoff applies.
+//
+// It panics if the Config fails validation (see DialOptions).
 func (c Config) DialOption() grpc.DialOption {
+	c.mustValidate()
 	return grpc.WithContextDialer(c.Dial)
+}
+
+// DialOptions returns DialOption() and, when ClientKeepalive is set,
+// grpc.WithKeepaliveParams with it: one value sets both grpc-go's keepalive
+// and the TCP_USER_TIMEOUT of the dialed conns. It fails for a timeout out
+// of TCP_USER_TIMEOUT's range.
+func (c Config) DialOptions() ([]grpc.DialOption, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{c.DialOption()}
+	if c.ClientKeepalive != nil {
+		opts = append(opts, grpc.WithKeepaliveParams(*c.ClientKeepalive))
+	}
+	return opts, nil
 }
 
 // Dial connects to a grpc-go dialer address (see DialOption).
@@ -183,7 +329,7 @@ func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.wrap(hc)
+	conn, err := wrap(hc, c.clientUserTimeout())
 	if err != nil {
 		return nil, err // not a typed nil in a net.Conn
 	}

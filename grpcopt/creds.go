@@ -21,7 +21,9 @@ import (
 
 // Credentials returns the transport credentials behind Config.ServerOption,
 // for servers that build their options themselves (or combine credentials).
+// It panics if the Config fails validation (see ServerOptions).
 func (c Config) Credentials(inner credentials.TransportCredentials) credentials.TransportCredentials {
+	c.mustValidate()
 	if inner == nil {
 		inner = insecure.NewCredentials()
 	}
@@ -126,7 +128,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		}
 		return nil, nil, err
 	}
-	hc, err := c.cfg.wrap(moved)
+	hc, err := wrap(moved, c.cfg.serverUserTimeout())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -381,6 +383,15 @@ func (c *phaseConn) Read(b []byte) (int, error) {
 		c.p.count(b[:n])
 	}
 	return n, err
+}
+
+// SyscallConn is the wrapped conn's, so that channelz reads the socket's
+// options while the phase is watched.
+func (c *phaseConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
 
 func (c *phaseConn) Close() error {

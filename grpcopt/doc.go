@@ -10,11 +10,45 @@
 // conn is moved onto the hub first, then the inner handshake runs over it.
 // Listen is a drop-in for net.Listen whose conns are born on the hub; it
 // works with or without ServerOption. DialOption is a context dialer.
+// Config.ServerOptions and Config.DialOptions also carry the keepalive
+// parameters, so that grpc-go and the hub conns get them from one value.
 //
-// Conns handed to grpc-go are *Conn values, which implement grpc-go's
-// non-pinning ReadOnReady read path, so an idle conn holds no read buffer.
-// TCP_USER_TIMEOUT, which grpc-go sets from keepalive parameters only on a
-// *net.TCPConn, is carried by Config.UserTimeout.
+// ServerOption looks through listener wrappers that only act around Close
+// or socket options (etcd's and netutil.LimitListener's conns) and never
+// through one that changes the byte stream; a conn left off the hub is
+// counted in ReadServerStats().OffHub and logged once per server, or
+// refused with Config.RequireHub. Hub.Stats().Registered counts the conns
+// that are on a hub.
+//
+// # What grpc-go and package net do only for their own conn types
+//
+// grpc-go v1.85 and package net treat *net.TCPConn (and the other package
+// net socket types) specially in these places; for each, what hubio does:
+//
+//   - TCP_USER_TIMEOUT (grpc-go internal/syscall.SetTCPUserTimeout, from the
+//     server's keepalive Timeout, 20 s by default since the server's Time is
+//     2 h, and the client's when its keepalive Time is not infinite): set
+//     on every TCP hub conn from Config.ServerKeepalive (20 s when nil) and
+//     Config.ClientKeepalive (none when nil), or Config.UserTimeout. Out of
+//     range values fail ServerOptions, DialOptions and Listen.
+//   - The non-pinning read path (grpc-go readyreader, ReadOnReady, which
+//     holds no buffer on an idle conn): *Conn implements ReadOnReady, also
+//     while ServerOption watches the connection timeout. A conn behind TLS
+//     reads through the TLS conn, as in grpc-go.
+//   - grpc.ConnectionTimeout (a deadline on the raw conn, cleared on it):
+//     ServerOption keeps it on the hub conn by watching the raw socket's
+//     deadline, also beneath a bypassed wrapper.
+//   - Channelz socket options (channelz.GetSocketOption, which needs
+//     syscall.Conn): *Conn has SyscallConn, so channelz reads the hub
+//     socket's options; TLS keeps it through grpc-go's WrapSyscallConn.
+//   - TCP_NODELAY (package net sets it on every TCP conn) and TCP
+//     keepalive probes (package net's 15 s default): package transport sets
+//     both on accepted and dialed hub conns.
+//   - net.Buffers.WriteTo uses writev only for package net conns:
+//     transport.Conn.WriteBuffers does the same on a hub conn. grpc-go
+//     writes through its own buffer and does not use it.
+//   - grpc-go's GetTCPUserTimeout (tests only) and its rusage helpers
+//     (benchmarks, process-wide) need nothing.
 //
 // Where hubs are unsupported (not Linux), every option falls back to
 // package net: ServerOption is grpc.Creds(inner), Listen is net.Listen and
