@@ -79,6 +79,21 @@ func TestEtcdOnHub(t *testing.T) {
 		t.Errorf("grpcopt server stats during traffic: %+v; want every conn taken from beneath etcd's limit-listener conn (Unwrapped > 0) and none left to package net (OffHub 0)", stats)
 	}
 
+	// etcd's conn is no *net.TCPConn, so grpc-go itself would leave the
+	// socket's TCP_USER_TIMEOUT at 0; the hub conn gets the 20 s grpc-go
+	// derives from its (and etcd's) default keepalive.
+	if timeouts, fds, ok := acceptedUserTimeouts(grpcURL.Host); ok {
+		t.Logf("TCP_USER_TIMEOUT of the accepted sockets: %v (%d fds)", timeouts, fds)
+		if len(timeouts) == 0 {
+			t.Errorf("no accepted socket found on %s", grpcURL.Host)
+		}
+		for _, d := range timeouts {
+			if d != 20*time.Second {
+				t.Errorf("an accepted socket on %s has TCP_USER_TIMEOUT %v; want 20s", grpcURL.Host, d)
+			}
+		}
+	}
+
 	leaseWithKeepAlive(t, ctx, cli)
 	txn(t, ctx, cli)
 
