@@ -24,6 +24,10 @@ import (
 	"github.com/hubio/hubio/testutil"
 )
 
+// TestMain checks for leaked goroutines with nothing ignored beyond the
+// default hub: once Etcd.Close and Client.Close have returned, etcd v3.7.3's
+// server and clientv3 leave no goroutine of their own running (goleak's
+// retries wait out those on their way out).
 func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // Traffic sizes the issue asks for.
