@@ -2,6 +2,7 @@ package etcd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
@@ -171,6 +174,50 @@ func TestEtcdSharedPortStaysOffHub(t *testing.T) {
 		t.Errorf("grpcopt server stats: %+v; want every handshake counted OffHub and none unwrapped", stats)
 	}
 	checkOnHub(t, "client", clientHub, "clientv3's conns were dialed by package net, not the hub")
+
+	closeEtcd()
+	if err := closeClient(); err != nil {
+		t.Errorf("closing the client: %v", err)
+	}
+	waitRegistered(t, "client", clientHub)
+}
+
+// TestEtcdSharedPortRequireHubRefuses runs etcd's default shared port with
+// Config.RequireHub: every gRPC conn there is a *cmux.MuxConn, so every one
+// is refused (and counted), and a client gets no answer; HTTP/1 on the same
+// port is not grpc-go's and still works.
+func TestEtcdSharedPortRequireHubRefuses(t *testing.T) {
+	serverHub := newHub(t)
+	clientHub := newHub(t)
+	before := grpcopt.ReadServerStats()
+
+	urls := loopbackURLs(t, 2)
+	clientURL, peerURL := urls[0], urls[1]
+	cfg := newConfig(t, clientURL, peerURL) // no ListenClientHttpUrls: cmux
+	cfg.GRPCAdditionalServerOptions = []grpc.ServerOption{
+		grpcopt.Config{Hub: serverHub, RequireHub: true}.ServerOption(nil)}
+	_, closeEtcd := startEtcd(t, cfg)
+	cli, closeClient := newClient(t, clientURL, clientHub)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_, err := cli.Put(ctx, "/refused", "yes")
+	// clientv3 retries Unavailable until the context ends, then returns
+	// the context's error.
+	if code := status.Code(err); code != codes.Unavailable && code != codes.DeadlineExceeded &&
+		!errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("put through a refused conn: %v (code %v); want Unavailable or the deadline", err, code)
+	}
+	getVersion(t, context.Background(), clientURL)
+
+	stats := serverStatsSince(before)
+	t.Logf("grpcopt.ReadServerStats: %+v", stats)
+	if stats.Handshakes == 0 || stats.OffHub != stats.Handshakes || stats.Unwrapped != 0 {
+		t.Errorf("grpcopt server stats: %+v; want every handshake counted OffHub", stats)
+	}
+	if s := serverHub.Stats(); s.Registered != 0 {
+		t.Errorf("server hub: Registered %d; want 0", s.Registered)
+	}
 
 	closeEtcd()
 	if err := closeClient(); err != nil {
