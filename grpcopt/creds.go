@@ -288,7 +288,11 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 // the watcher: by closing raw, whose socket the hub conn has duplicated;
 // or, where raw is a wrapper the hub conn closes later, by moving sock's
 // read deadline into the past and waiting for the watcher to leave (before
-// grpc-go clears that deadline, which would park the watcher again).
+// grpc-go clears that deadline, which would park the watcher again), then
+// closing sock: its fd is a second one on the hub conn's socket, and a
+// limiting listener sized to the fd limit (etcd's) would otherwise run out
+// of fds at half its limit. The wrapper's own Close, when the hub conn
+// closes, then finds sock closed and only releases its slot.
 func (g *guard) stop() {
 	g.state.CompareAndSwap(phaseRunning, phaseOver)
 	g.once.Do(func() {
@@ -300,8 +304,11 @@ func (g *guard) stop() {
 			g.sock.SetReadDeadline(deadline.Passed)
 		}
 		g.mu.Unlock()
-		if g.keepRaw && g.done != nil {
-			<-g.done
+		if g.keepRaw {
+			if g.done != nil {
+				<-g.done
+			}
+			g.sock.Close()
 		}
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/leakcheck"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 )
@@ -208,6 +209,30 @@ func TestLimitListenerSlotIsFreedByTheHubConn(t *testing.T) {
 	}
 	if got := h.Stats().Registered; got != 1 {
 		t.Fatalf("hub registrations: %d, want the second client's conn", got)
+	}
+}
+
+// TestUnwrappedConnHoldsOneFd: once its preface is in, a conn taken from
+// beneath a limiting wrapper holds one fd, the hub conn's: the wrapper's
+// socket is closed, and the wrapper's Close later only releases its slot.
+func TestUnwrappedConnHoldsOneFd(t *testing.T) {
+	checkNoLeaks(t)
+	h := newHub(t)
+	lis := netutil.LimitListener(stdListen(t), 100)
+	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
+	testutil.RegisterEchoServer(srv, nil)
+	serve(t, srv, lis)
+	const n = 4
+	before := leakcheck.OpenFDs()
+	for range n {
+		echoOnce(t, lis.Addr().String()) // a client conn that has made an RPC
+	}
+	// Each conn: the client's socket and the server's hub conn.
+	if got := leakcheck.OpenFDs() - before; got != 2*n {
+		t.Fatalf("%d conns hold %d fds, want %d (a second fd per server conn?)", n, got, 2*n)
+	}
+	if got := h.Stats().Registered; got != n {
+		t.Fatalf("hub registrations: %d, want %d", got, n)
 	}
 }
 
