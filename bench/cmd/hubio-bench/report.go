@@ -135,7 +135,7 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 		return
 	}
 	var cols []int
-	for _, name := range []string{transportHub, transportHubSDK} {
+	for _, name := range []string{transportHub, transportHubSDK, transportHubSDKWLat} {
 		if i := slices.Index(cfg.transports, name); i >= 0 {
 			cols = append(cols, i)
 		}
@@ -168,5 +168,6 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nTelemetry cost: RPCs/s relative to hub-notel (no telemetry) and extra allocations per RPC; "+
-		"hub records with no MeterProvider installed, hub-sdk into an OpenTelemetry SDK provider.")
+		"hub records with no MeterProvider installed, hub-sdk into an OpenTelemetry SDK provider, "+
+		"hub-sdk-wlat as hub-sdk with A80's write latencies (SO_TIMESTAMPING on one write in 1000).")
 }

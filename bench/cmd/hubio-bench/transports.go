@@ -12,6 +12,7 @@ import (
 	"github.com/hubio/hubio/bench/internal/threads"
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/telemetry"
 )
 
 // Transport names, as given to -transports.
@@ -25,11 +26,14 @@ const (
 	// with a ManualReader, hub-notel not at all (Config.NoTelemetry).
 	transportHubSDK   = "hub-sdk"
 	transportHubNoTel = "hub-notel"
+	// hub-sdk-wlat is hub-sdk with A80's write latencies on
+	// (SO_TIMESTAMPING on one write in 1000, telemetry.WithWriteLatency).
+	transportHubSDKWLat = "hub-sdk-wlat"
 )
 
 func knownTransport(name string) bool {
 	switch name {
-	case transportStd, transportThreads, transportHubSDK, transportHubNoTel:
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat:
 		return true
 	}
 	return groupSize(name) > 0
@@ -80,7 +84,7 @@ func newEndpoints(name string) (*endpoints, error) {
 	switch name {
 	case transportStd:
 		e.lis, err = net.Listen("tcp", addr)
-	case transportHub, transportHubSDK, transportHubNoTel:
+	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat:
 		var serverHub, clientHub *poller.Hub
 		if serverHub, err = poller.New(); err != nil {
 			return nil, err
@@ -98,6 +102,15 @@ func newEndpoints(name string) (*endpoints, error) {
 			// measured is recording, as between two scrapes.
 			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 			server.MeterProvider, client.MeterProvider = mp, mp
+		case transportHubSDKWLat:
+			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			var tel *telemetry.Telemetry
+			if tel, err = telemetry.New(telemetry.WithMeterProvider(mp), telemetry.WithWriteLatency(0)); err != nil {
+				serverHub.Close()
+				clientHub.Close()
+				return nil, err
+			}
+			server.Telemetry, client.Telemetry = tel, tel
 		case transportHubNoTel:
 			server.NoTelemetry, client.NoTelemetry = true, true
 		}
