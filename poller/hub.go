@@ -151,9 +151,6 @@ type Hub struct {
 	ready []*Registration // registrations of one batch of events
 	due   []*timer        // timers of one pass
 	armed int64           // park: hub-clock deadline set on the poll file, 0 if none
-	// busy, once a test hook has set it (measureBusy, as a callback), gets
-	// the nanoseconds each park pass takes; see busy.go.
-	busy *atomic.Int64
 
 	// Counters; written by the hub goroutine (registered: any goroutine).
 	iterations atomic.Uint64

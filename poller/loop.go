@@ -88,12 +88,7 @@ func (h *Hub) loopPark() {
 		h.fail(err)
 		return
 	}
-	pass := func(uintptr) bool {
-		if h.busy != nil {
-			return h.timedPass()
-		}
-		return h.pass()
-	}
+	pass := func(uintptr) bool { return h.pass() }
 	for !h.closing.Load() {
 		err := raw.Read(pass)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
