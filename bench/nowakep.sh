@@ -17,6 +17,9 @@
 #
 # Usage (from anywhere in the repository; COUNT rounds, default 6):
 #   bench/nowakep.sh
+# or, for gRPC through hubio-bench built with the same patched runtime (the
+# arguments go to hubio-bench; it runs once stock, once without wakep()):
+#   bench/nowakep.sh grpc -modes unary,stream -payloads 64 -conc 16,128 -transports std,hub
 # Needs about 300 MB in $TMPDIR and a couple of minutes.
 set -euo pipefail
 
@@ -36,6 +39,21 @@ perl -0pi -e 's/(\n\tgoenvs\(\)\n)/$1\tnowakep = gogetenv("HUBIO_NOWAKEP") != ""
 if [ "$(grep -c nowakep "$proc")" -lt 4 ]; then
 	echo "nowakep.sh: the patch did not apply to $goroot/src/runtime/proc.go (runtime changed?)" >&2
 	exit 1
+fi
+
+if [ "${1:-}" = grpc ]; then
+	shift
+	echo "building hubio-bench with a patched copy of $("$work/go/bin/go" version)" >&2
+	(cd "$root/bench" && GOTOOLCHAIN=local GOROOT="$work/go" GOCACHE="$work/cache" \
+		"$work/go/bin/go" build -o "$work/hubio-bench" ./cmd/hubio-bench)
+	for mode in stock nowakep; do
+		echo
+		echo "## runtime: $mode"
+		env=()
+		[ "$mode" = nowakep ] && env=(HUBIO_NOWAKEP=1)
+		(cd "$root/bench" && env "${env[@]}" "$work/hubio-bench" -svg "" "$@" 2>/dev/null)
+	done
+	exit 0
 fi
 
 echo "building the transport benchmarks with a patched copy of $("$work/go/bin/go" version)" >&2
