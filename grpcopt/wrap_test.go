@@ -107,6 +107,24 @@ func stdListen(t *testing.T) net.Listener {
 	return l
 }
 
+// stdPair returns a connected pair of package net TCP conns (client,
+// server) on loopback, closed at cleanup.
+func stdPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	lis := stdListen(t)
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s, err := lis.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return c, s
+}
+
 // echoOnce dials target with a standard client and runs one unary echo.
 func echoOnce(t *testing.T, target string) *grpc.ClientConn {
 	t.Helper()

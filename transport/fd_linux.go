@@ -233,9 +233,17 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	if ts := fd.tstamps.due(); ts != nil {
 		return fd.writeSampled(ts, p)
 	}
+	return fd.writeAll(syscall.Write, p)
+}
+
+// writeAll is Write's retry loop, for a write syscall of write's shape
+// (write(2), or sendmsg(2) with a control message for sampled writes):
+// all of p is written, waiting on the hub while the socket buffer is full.
+// Errors are named "write" either way. fd.wmu held, Prepare(Write) done.
+func (fd *netFD) writeAll(write func(fd int, b []byte) (int, error), p []byte) (int, error) {
 	var nn int
 	for nn < len(p) {
-		n, err := ignoringEINTRIO(syscall.Write, fd.sysfd, p[nn:min(len(p), nn+maxRW)])
+		n, err := ignoringEINTRIO(write, fd.sysfd, p[nn:min(len(p), nn+maxRW)])
 		if err == nil {
 			if n == 0 {
 				return nn, io.ErrUnexpectedEOF

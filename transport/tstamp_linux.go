@@ -3,7 +3,6 @@
 package transport
 
 import (
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"weak"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/hubio/hubio/poller"
 )
 
 // tsFlags are A80's socket-wide SO_TIMESTAMPING flags: software
@@ -219,24 +216,8 @@ func (fd *netFD) sendStamped(ts *tstamper, slot int, b []byte, flags uint32) (in
 		}
 	}
 	ts.unlock()
-	send := func(fd int, b []byte) (int, error) { return unix.SendmsgN(fd, b, oob, nil, 0) }
-	var nn int
-	for nn < len(b) {
-		n, err := ignoringEINTRIO(send, fd.sysfd, b[nn:min(len(b), nn+maxRW)])
-		if err == nil {
-			if n == 0 {
-				return nn, io.ErrUnexpectedEOF
-			}
-			fd.stats.wrote(n)
-			nn += n
-			continue
-		}
-		// Named as Write names it: sampling stays invisible in errors.
-		if err = fd.retryAfter(poller.Write, "write", err); err != nil {
-			return nn, err
-		}
-	}
-	return nn, nil
+	// Named as Write names it: sampling stays invisible in errors.
+	return fd.writeAll(func(fd int, b []byte) (int, error) { return unix.SendmsgN(fd, b, oob, nil, 0) }, b)
 }
 
 // reserve takes a ring slot for a new sample, overwriting the oldest one
