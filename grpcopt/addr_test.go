@@ -21,16 +21,7 @@ func (c *realAddrConn) RemoteAddr() net.Addr { return realClient }
 func TestBypassedWrapperKeepsItsAddresses(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
-	lis := stdListen(t)
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := stdPair(t)
 	before := grpcopt.ReadServerStats()
 	conn, _, err := grpcopt.Config{Hub: h}.Credentials(nil).ServerHandshake(&realAddrConn{s})
 	if err != nil {

@@ -1,7 +1,6 @@
 package grpcopt_test
 
 import (
-	"net"
 	"testing"
 
 	"github.com/hubio/hubio/grpcopt"
@@ -13,17 +12,7 @@ import (
 func TestClonedCredentialsServeOffHubConns(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
-	lis := stdListen(t)
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := stdPair(t)
 	creds := grpcopt.Config{Hub: h}.Credentials(nil).Clone()
 	conn, _, err := creds.ServerHandshake(&limitedWriter{s})
 	if err != nil {

@@ -303,19 +303,9 @@ func TestServerOptionKeepsStreamWrappers(t *testing.T) {
 func TestRequireHubError(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
-	lis := stdListen(t)
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := lis.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, s := stdPair(t)
 	creds := grpcopt.Config{Hub: h, RequireHub: true}.Credentials(nil)
-	_, _, err = creds.ServerHandshake(&limitedWriter{s})
+	_, _, err := creds.ServerHandshake(&limitedWriter{s})
 	if !errors.Is(err, grpcopt.ErrOffHub) || !strings.Contains(err.Error(), "limitedWriter") {
 		t.Fatalf("ServerHandshake: %v, want ErrOffHub naming the conn's type", err)
 	}
