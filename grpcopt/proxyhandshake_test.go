@@ -18,28 +18,7 @@ import (
 // response to CONNECT is the tunnel's, even when the proxy (against RFC
 // 9110) sends a Content-Length: the dialed conn reads those bytes first.
 func TestDialThroughAProxyIgnoresAConnectOKsContentLength(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	held := make(chan net.Conn, 1)
-	go func() {
-		defer close(held)
-		c, err := lis.Accept()
-		if err != nil {
-			return
-		}
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil || line == "\r\n" {
-				break
-			}
-		}
-		c.Write([]byte("HTTP/1.1 200 Connection established\r\nContent-Length: 5\r\n\r\nhello"))
-		held <- c
-	}()
+	lis, held := oneShotProxy(t, "HTTP/1.1 200 Connection established\r\nContent-Length: 5\r\n\r\nhello")
 	setProxyEnv(t, "http://"+lis.Addr().String(), "")
 	var lookups atomic.Int64
 	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: newHub(t)}, noDNS(&lookups))
@@ -64,29 +43,8 @@ func TestDialThroughAProxyIgnoresAConnectOKsContentLength(t *testing.T) {
 // CONNECT with a body it never sends does not hold the dial past its
 // context's cancellation (nor forever, without a deadline).
 func TestDialThroughAProxyThatStallsARefusalsBody(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := lis.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil || line == "\r\n" {
-				break
-			}
-		}
-		// The headers promise a body that never comes.
-		c.Write([]byte("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 100\r\n\r\n"))
-		accepted <- c
-	}()
+	// The headers promise a body that never comes.
+	lis, accepted := oneShotProxy(t, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 100\r\n\r\n")
 	setProxyEnv(t, "http://"+lis.Addr().String(), "")
 	var lookups atomic.Int64
 	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: newHub(t)}, noDNS(&lookups))
@@ -122,4 +80,35 @@ func TestDialThroughAProxyThatStallsARefusalsBody(t *testing.T) {
 	if !errors.As(r.err, &opErr) || opErr.Op != "proxyconnect" || !strings.Contains(r.err.Error(), "407") {
 		t.Fatalf("Dial: %v, want a proxyconnect *net.OpError naming the 407", r.err)
 	}
+}
+
+// oneShotProxy listens on loopback for one CONNECT, reads its request
+// headers, answers with response as it is, and hands the conn over on the
+// channel (closed without a conn if the accept fails). The listener is
+// closed at cleanup; the receiver closes the conn.
+func oneShotProxy(t *testing.T, response string) (net.Listener, <-chan net.Conn) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lis.Close() })
+	conns := make(chan net.Conn, 1)
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			close(conns)
+			return
+		}
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		c.Write([]byte(response))
+		conns <- c
+	}()
+	return lis, conns
 }
