@@ -222,11 +222,7 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFDs(t, fds)
-	waitFor(t, 10*time.Second, "goroutines to return to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines })
-	if got := h.Stats().Registered; got != 0 {
-		t.Errorf("hub still has %d fds registered", got)
-	}
+	nothingLeft(t, h, fds, goroutines)
 }
 
 func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {

@@ -372,3 +372,15 @@ func validOpError(err error) error {
 	}
 	return fmt.Errorf("%v: Err is %T (%v), not one of the layers package net wraps", err, oe.Err, oe.Err)
 }
+
+// nothingLeft waits until the process is back to fds open fds and
+// goroutines goroutines, and checks that h has nothing registered: what a
+// test of many connect/close cycles must leave.
+func nothingLeft(t *testing.T, h *poller.Hub, fds, goroutines int) {
+	t.Helper()
+	waitFDs(t, fds)
+	waitFor(t, 10*time.Second, "goroutines to return to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines })
+	if got := h.Stats().Registered; got != 0 {
+		t.Errorf("hub still has %d fds registered", got)
+	}
+}
