@@ -47,6 +47,7 @@ type job struct {
 	Idle       int           `json:"idle,omitempty"`        // idle conns
 	Addr       string        `json:"addr,omitempty"`        // server address, for kindIdleClients
 	CPUProfile string        `json:"cpu_profile,omitempty"` // write a CPU profile of the measured time here
+	Trace      string        `json:"trace,omitempty"`       // write an execution trace of the measured time here
 }
 
 // result is what a child measured. RPC jobs fill the first group, idle jobs

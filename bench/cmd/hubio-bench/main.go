@@ -26,11 +26,11 @@
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
 //	            [-conns 1] [-transports std,hub,threads] [-hubs 1,2,4]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
-//	            [-cpuprofile DIR] [-metrics]
+//	            [-cpuprofile DIR] [-trace DIR] [-metrics]
 //
 // The results table (markdown) and the hubs' events and polls per RPC go
 // to stdout, a chart of RPCs/s to the -svg file, one CPU profile per run to
-// -cpuprofile, and a progress line to stderr. See README.md for the columns.
+// -cpuprofile, one execution trace per run to -trace, and a progress line to stderr. See README.md for the columns.
 package main
 
 import (
@@ -94,6 +94,7 @@ type config struct {
 	idle       int           // idle mode: this many idle conns per transport
 	svg        string        // chart path; "" for none
 	cpuprofile string        // directory for one CPU profile per run; "" for none
+	trace      string        // directory for one execution trace per run; "" for none
 	metrics    bool          // compare telemetry off and on (see transportHubSDK)
 }
 
@@ -131,6 +132,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
 	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub,hub-sdk unless given (hub: no MeterProvider installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
+	fs.StringVar(&cfg.trace, "trace", "", "write an execution trace of each run's measured time into this directory (go tool trace)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -176,6 +178,8 @@ func (c config) check() error {
 		return errors.New("-idle must not be negative")
 	case c.idle > 0 && c.cpuprofile != "":
 		return errors.New("-cpuprofile profiles throughput runs; idle mode has none")
+	case c.idle > 0 && c.trace != "":
+		return errors.New("-trace traces throughput runs; idle mode has none")
 	case len(c.transports) == 0:
 		return errors.New("-transports is empty")
 	case c.svg != "" && strings.ToLower(filepath.Ext(c.svg)) != ".svg":

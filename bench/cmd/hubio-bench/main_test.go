@@ -96,6 +96,25 @@ func TestCPUProfileIsWrittenPerRunAndHubCostIsReported(t *testing.T) {
 	}
 }
 
+func TestTraceIsWrittenPerRun(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=stream", "-payloads=64", "-conc=2", "-transports=std,hub", "-svg=", "-trace=" + dir}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	for _, name := range []string{"stream-64B-c2-std-r1.trace", "stream-64B-c2-hub-r1.trace"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An execution trace starts with its header, "go 1.NN trace".
+		if !bytes.HasPrefix(b, []byte("go 1.")) {
+			t.Errorf("%s is not an execution trace (%d bytes, starts %q)", name, len(b), b[:min(len(b), 16)])
+		}
+	}
+}
+
 func TestIdleModePrintsARowPerTransport(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"-idle=20", "-rounds=1"}
@@ -122,6 +141,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"-rounds=0"},
 		{"-payloads=x"},
 		{"-idle=10", "-cpuprofile=" + t.TempDir()},
+		{"-idle=10", "-trace=" + t.TempDir()},
 		{"stray"},
 		{"-svg=chart.png"},
 	} {

@@ -57,10 +57,10 @@ func cases(cfg config) []benchCase {
 	return cs
 }
 
-// profileName names the CPU profile of one run, e.g.
-// "unary-64B-c16-hub-r1.pprof".
-func profileName(c benchCase, transport string, round int) string {
-	return fmt.Sprintf("%s-%s-r%d.pprof", strings.ReplaceAll(c.String(), " ", "-"), transport, round+1)
+// profileName names the CPU profile (ext "pprof") or execution trace
+// (ext "trace") of one run, e.g. "unary-64B-c16-hub-r1.pprof".
+func profileName(c benchCase, transport string, round int, ext string) string {
+	return fmt.Sprintf("%s-%s-r%d.%s", strings.ReplaceAll(c.String(), " ", "-"), transport, round+1, ext)
 }
 
 // metrics are the per-RPC figures the report shows, derived from one round's
@@ -144,9 +144,11 @@ type caseResult struct {
 // round, and writes the table to stdout and the chart to cfg.svg.
 func runThroughput(cfg config, stdout, stderr io.Writer) error {
 	cs := cases(cfg)
-	if cfg.cpuprofile != "" {
-		if err := os.MkdirAll(cfg.cpuprofile, 0o755); err != nil {
-			return err
+	for _, dir := range []string{cfg.cpuprofile, cfg.trace} {
+		if dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
 		}
 	}
 	prog := newProgress(stderr, len(cs)*cfg.rounds*len(cfg.transports))
@@ -163,12 +165,18 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 					GOMAXPROCS: c.gomaxprocs,
 				}
 				if cfg.cpuprofile != "" {
-					j.CPUProfile = filepath.Join(cfg.cpuprofile, profileName(c, name, round))
+					j.CPUProfile = filepath.Join(cfg.cpuprofile, profileName(c, name, round, "pprof"))
+				}
+				if cfg.trace != "" {
+					j.Trace = filepath.Join(cfg.trace, profileName(c, name, round, "trace"))
 				}
 				r, err := spawn(context.Background(), j)
 				if err != nil {
-					if j.CPUProfile != "" {
-						os.Remove(j.CPUProfile) // a failed run's profile is partial, if there is one
+					// A failed run's profile and trace are partial, if there are any.
+					for _, f := range []string{j.CPUProfile, j.Trace} {
+						if f != "" {
+							os.Remove(f)
+						}
 					}
 					if errs[t] == nil {
 						errs[t] = err

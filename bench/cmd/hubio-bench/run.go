@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,13 @@ func measureRPC(j job) (result, error) {
 		}
 		defer prof.Close() // on early returns; closed and checked below
 	}
+	var tr *os.File // the execution trace of the measured time, if asked for
+	if j.Trace != "" {
+		if tr, err = os.Create(j.Trace); err != nil {
+			return result{}, err
+		}
+		defer tr.Close() // on early returns; closed and checked below
+	}
 
 	// The sampler counts OS threads from before the callers start until
 	// the measurement ends.
@@ -100,6 +108,17 @@ func measureRPC(j job) (result, error) {
 			return result{}, fmt.Errorf("cpu profile: %w", err)
 		}
 	}
+	if tr != nil {
+		if err := trace.Start(tr); err != nil {
+			if prof != nil {
+				pprof.StopCPUProfile()
+			}
+			stopSampler()
+			cancel()
+			wg.Wait()
+			return result{}, fmt.Errorf("trace: %w", err)
+		}
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	hub0, each0 := ep.hubStats(), ep.hubCounts()
@@ -115,12 +134,20 @@ func measureRPC(j job) (result, error) {
 	if prof != nil {
 		pprof.StopCPUProfile()
 	}
+	if tr != nil {
+		trace.Stop()
+	}
 	stopSampler()
 	cancel()
 	wg.Wait()
 	if prof != nil {
 		if err := prof.Close(); err != nil {
 			return result{}, fmt.Errorf("cpu profile: %w", err)
+		}
+	}
+	if tr != nil {
+		if err := tr.Close(); err != nil {
+			return result{}, fmt.Errorf("trace: %w", err)
 		}
 	}
 
