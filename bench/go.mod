@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/hubio/hubio v0.0.0
 	go.opentelemetry.io/otel/sdk/metric v1.45.0
+	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4
 	golang.org/x/net v0.62.0
 	gonum.org/v1/plot v0.17.0
 	google.golang.org/grpc v1.85.0
