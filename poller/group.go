@@ -96,6 +96,7 @@ func NewGroup(n int, opts ...Option) (*Group, error) {
 			}
 			return nil, err
 		}
+		h.groupIndex = i
 		g.hubs = append(g.hubs, h)
 	}
 	return g, nil

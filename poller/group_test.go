@@ -251,7 +251,16 @@ func TestNewGroupRefusesNoHubs(t *testing.T) {
 }
 
 func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
-	newGroup(t, 2)
+	g := newGroup(t, 2)
+	for i, h := range g.Hubs() {
+		if got, ok := h.GroupIndex(); !ok || got != i {
+			t.Errorf("hub %d: GroupIndex() = %d, %v; want %d, true", i, got, ok, i)
+		}
+	}
+	h := newHub(t)
+	if got, ok := h.GroupIndex(); ok || got != -1 {
+		t.Errorf("a hub from New: GroupIndex() = %d, %v; want -1, false", got, ok)
+	}
 	var b strings.Builder
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
 		t.Fatal(err)

@@ -144,6 +144,10 @@ type Hub struct {
 	// isDefault and batch are immutable after New.
 	isDefault bool
 	batch     int // events one wait may harvest
+	// groupIndex is the hub's index in the Group that started it, -1 for
+	// a hub New started. Written by NewGroup before the group (and so the
+	// hub) is handed out; immutable after.
+	groupIndex int
 
 	p poll // platform poll set; see loop.go for its contract
 
@@ -180,11 +184,12 @@ func newHub(isDefault bool, opts ...Option) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{
-		wake:      w,
-		closeErr:  ErrClosed,
-		isDefault: isDefault,
-		batch:     o.batch,
-		ready:     make([]*Registration, 0, o.batch),
+		wake:       w,
+		closeErr:   ErrClosed,
+		isDefault:  isDefault,
+		batch:      o.batch,
+		groupIndex: -1,
+		ready:      make([]*Registration, 0, o.batch),
 	}
 	if err := h.p.init(w.Fd(), o); err != nil {
 		w.Close()
@@ -264,11 +269,16 @@ func Default() *Hub {
 
 // failedHub returns a hub that was never started: every call returns err.
 func failedHub(err error) *Hub {
-	h := &Hub{closeErr: err, isDefault: true}
+	h := &Hub{closeErr: err, isDefault: true, groupIndex: -1}
 	h.closing.Store(true)
 	h.done.Set()
 	return h
 }
+
+// GroupIndex returns the hub's index in the Group that started it (its
+// pprof label hubio.hub, and the telemetry attribute hubio.hub.index) and
+// true, or -1 and false for a hub that New or Default started.
+func (h *Hub) GroupIndex() (int, bool) { return h.groupIndex, h.groupIndex >= 0 }
 
 // Err returns nil while the hub runs, and the error its operations return
 // once it is closed (or could not be created).
