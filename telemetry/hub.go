@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -13,7 +15,8 @@ import (
 
 // InstrumentHub makes h report the hubio.hub.* metrics, identified by the
 // attribute hubio.hub.id (1, 2, ... in the order hubs are instrumented by
-// this Telemetry). It sets h's poller.Observer (replacing any other) and,
+// this Telemetry) and, for a hub of a poller.Group, hubio.hub.index (its
+// index in the group, as in its pprof label hubio.hub). It sets h's poller.Observer (replacing any other) and,
 // unless WithLoopDelayProbe turned it off, arms the loop-delay probe on h.
 // Instrumenting a hub twice does nothing. A closed hub leaves the metrics
 // at its next collection.
@@ -30,6 +33,20 @@ func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
 		o.probe()
 	}
 	return nil
+}
+
+// InstrumentGroup instruments every hub of g (see InstrumentHub), so that
+// each reports its own series from the start, labelled with its index in
+// g, before any conn on it is instrumented. A hub that has closed is
+// skipped; the error says which, the others are instrumented all the same.
+func (t *Telemetry) InstrumentGroup(g *poller.Group) error {
+	var errs []error
+	for i, h := range g.Hubs() {
+		if err := t.InstrumentHub(h); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: hub %d of the group: %w", i, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // hubObs is one instrumented hub: a poller.Observer.
@@ -100,7 +117,11 @@ func (r *hubRegistry) add(t *Telemetry, h *poller.Hub) (o *hubObs, fresh bool) {
 	}
 	r.next++
 	o = &hubObs{t: t, h: h, id: r.next}
-	o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id))
+	if i, ok := h.GroupIndex(); ok {
+		o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id), attribute.Int64(AttrHubIndex, int64(i)))
+	} else {
+		o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id))
+	}
 	o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
 	r.hubs[h] = o
 	return o, true
@@ -134,7 +155,7 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 			busy, idle := o.h.LoopTime()
 			at := metric.WithAttributeSet(o.attrs)
 			with := func(kv attribute.KeyValue) metric.ObserveOption {
-				return metric.WithAttributes(o.attrs.ToSlice()[0], kv)
+				return metric.WithAttributes(append(o.attrs.ToSlice(), kv)...)
 			}
 			ob.ObserveFloat64(in.utilization, o.utilization(busy, idle), at)
 			ob.ObserveFloat64(in.busy, busy.Seconds(), at)

@@ -40,6 +40,7 @@ const (
 // Attribute keys.
 const (
 	AttrHubID        = "hubio.hub.id"        // int: which hub, numbered per Telemetry from 1
+	AttrHubIndex     = "hubio.hub.index"     // int: a group's hub's index in its poller.Group (its pprof label hubio.hub); absent outside a group
 	AttrWakeup       = "hubio.wakeup"        // "signalled" (wrote the eventfd) or "coalesced"
 	AttrCallbackKind = "hubio.callback.kind" // "scheduled" or "timer"
 )

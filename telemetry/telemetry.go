@@ -136,6 +136,15 @@ func InstrumentHub(h *poller.Hub) error {
 	return t.InstrumentHub(h)
 }
 
+// InstrumentGroup instruments every hub of g through ForProvider(nil).
+func InstrumentGroup(g *poller.Group) error {
+	t, err := ForProvider(nil)
+	if err != nil {
+		return err
+	}
+	return t.InstrumentGroup(g)
+}
+
 // InstrumentConn instruments c, and its hub, through ForProvider(nil).
 func InstrumentConn(c *transport.Conn) error {
 	t, err := ForProvider(nil)

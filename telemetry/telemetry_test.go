@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
@@ -418,5 +419,63 @@ func TestDroppedInstrumentedConnIsCollected(t *testing.T) {
 	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := peer.Read(make([]byte, 1)); err == nil {
 		t.Fatal("the peer of the collected conn read data, want EOF")
+	}
+}
+
+// TestGroupHubsAreLabelledByIndex: each hub of a group reports its own
+// series, labelled with its index in the group (as its pprof label is),
+// the per-kind series (wakeups) included; a hub outside a group has no
+// index.
+func TestGroupHubsAreLabelledByIndex(t *testing.T) {
+	tel, r := newTelemetry(t)
+	lone := newHub(t) // and the leak check, after the group's Close below
+	if err := tel.InstrumentHub(lone); err != nil {
+		t.Fatal(err)
+	}
+	g, err := poller.NewGroup(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	if err := tel.InstrumentGroup(g); err != nil {
+		t.Fatal(err)
+	}
+	m := r.collect()
+	for _, name := range []string{telemetry.MetricHubUtilization, telemetry.MetricHubWakeups} {
+		indexes := map[int64]bool{}
+		ids := map[int64]bool{}
+		unindexed := 0
+		for _, set := range pointAttrs(m[name]) {
+			id, ok := set.Value(telemetry.AttrHubID)
+			if !ok {
+				t.Errorf("%s: a series without %s: %v", name, telemetry.AttrHubID, set.ToSlice())
+				continue
+			}
+			ids[id.AsInt64()] = true
+			if i, ok := set.Value(telemetry.AttrHubIndex); ok {
+				indexes[i.AsInt64()] = true
+			} else {
+				unindexed++
+			}
+		}
+		if len(ids) != 4 {
+			t.Errorf("%s: series for %d hub ids, want 4 (3 in the group, 1 alone)", name, len(ids))
+		}
+		for i := range int64(3) {
+			if !indexes[i] {
+				t.Errorf("%s: no series with %s=%d; have %v", name, telemetry.AttrHubIndex, i, indexes)
+			}
+		}
+		if len(indexes) != 3 || unindexed == 0 {
+			t.Errorf("%s: indexes %v and %d series without one: want 0..2, and the lone hub's without", name, indexes, unindexed)
+		}
+	}
+	for i, h := range g.Hubs() {
+		if got, ok := h.GroupIndex(); !ok || got != i {
+			t.Errorf("hub %d: GroupIndex() = %d, %v", i, got, ok)
+		}
+	}
+	if got, ok := lone.GroupIndex(); ok || got != -1 {
+		t.Errorf("lone hub: GroupIndex() = %d, %v; want -1, false", got, ok)
 	}
 }
