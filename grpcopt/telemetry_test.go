@@ -80,3 +80,49 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 		cc.Close()
 	}
 }
+
+// TestGroupTelemetryLabelsEachHub: with Config.Group, the first conn makes
+// every hub of the group report, each labelled with its index, even the
+// hubs that hold no conn yet.
+func TestGroupTelemetryLabelsEachHub(t *testing.T) {
+	checkNoLeaks(t)
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	g := newGroup(t, 3)
+	addr := startGroupEcho(t, groupServers[2], grpcopt.Config{Group: g, MeterProvider: mp})
+	// One conn from a package net client: it lands on one hub of the group.
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("labelled")); err != nil {
+		t.Fatal(err)
+	}
+
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	indexes := map[int64]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != telemetry.MetricHubUtilization {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Gauge[float64]).DataPoints {
+				if i, ok := dp.Attributes.Value(telemetry.AttrHubIndex); ok {
+					indexes[i.AsInt64()] = true
+				} else {
+					t.Errorf("a utilization series without %s: %v", telemetry.AttrHubIndex, dp.Attributes.ToSlice())
+				}
+			}
+		}
+	}
+	if len(indexes) != 3 || !indexes[0] || !indexes[1] || !indexes[2] {
+		t.Errorf("utilization series for hub indexes %v, want 0, 1 and 2", indexes)
+	}
+}
