@@ -73,45 +73,35 @@ func TestGOMAXPROCSSweepRunsTheUnaryCaseAtEachValue(t *testing.T) {
 	}
 }
 
-func TestCPUProfileIsWrittenPerRunAndHubCostIsReported(t *testing.T) {
-	dir := t.TempDir()
+func TestProfileAndTraceAreWrittenPerRunAndHubCostIsReported(t *testing.T) {
+	profiles, traces := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub", "-svg=", "-cpuprofile=" + dir}
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub", "-svg=",
+		"-cpuprofile=" + profiles, "-trace=" + traces}
 	if code := run(args, &stdout, &stderr); code != 0 {
 		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
 	}
-	for _, name := range []string{"unary-64B-c2-std-r1.pprof", "unary-64B-c2-hub-r1.pprof"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+	for _, tr := range []string{"std", "hub"} {
+		name := "unary-64B-c2-" + tr + "-r1"
+		b, err := os.ReadFile(filepath.Join(profiles, name+".pprof"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof files are gzipped
-			t.Errorf("%s is not a gzipped profile (%d bytes)", name, len(b))
+			t.Errorf("%s.pprof is not a gzipped profile (%d bytes)", name, len(b))
+		}
+		if b, err = os.ReadFile(filepath.Join(traces, name+".trace")); err != nil {
+			t.Fatal(err)
+		}
+		// An execution trace starts with its header, "go 1.NN trace".
+		if !bytes.HasPrefix(b, []byte("go 1.")) {
+			t.Errorf("%s.trace is not an execution trace (%d bytes, starts %q)", name, len(b), b[:min(len(b), 16)])
 		}
 	}
 	out := stdout.String()
 	if !strings.Contains(out, "| case | transport | hub events/RPC | hub polls/RPC | events/poll |") ||
 		!strings.Contains(out, "| unary 64B c2 | hub | ") {
 		t.Errorf("no hub cost table with a row for the case in:\n%s", out)
-	}
-}
-
-func TestTraceIsWrittenPerRun(t *testing.T) {
-	dir := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	args := []string{"-quick", "-rounds=1", "-modes=stream", "-payloads=64", "-conc=2", "-transports=std,hub", "-svg=", "-trace=" + dir}
-	if code := run(args, &stdout, &stderr); code != 0 {
-		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
-	}
-	for _, name := range []string{"stream-64B-c2-std-r1.trace", "stream-64B-c2-hub-r1.trace"} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// An execution trace starts with its header, "go 1.NN trace".
-		if !bytes.HasPrefix(b, []byte("go 1.")) {
-			t.Errorf("%s is not an execution trace (%d bytes, starts %q)", name, len(b), b[:min(len(b), 16)])
-		}
 	}
 }
 
