@@ -219,8 +219,7 @@ func TestUserTimeoutOutOfRangeIsAnError(t *testing.T) {
 func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
-	c, s := tcpConns(t)
-	defer c.Close()
+	_, s := stdPair(t)
 	conn, _, err := grpcopt.Config{Hub: h}.Credentials(nil).ServerHandshake(s)
 	if err != nil {
 		t.Fatal(err)
@@ -229,24 +228,4 @@ func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
 	if got := userTimeout(t, conn); got != 20000 {
 		t.Fatalf("TCP_USER_TIMEOUT through the handshake conn's SyscallConn = %d ms, want 20000", got)
 	}
-}
-
-// tcpConns returns a loopback client conn and the server's end of it.
-func tcpConns(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := l.Accept()
-	if err != nil {
-		c.Close()
-		t.Fatal(err)
-	}
-	return c, s
 }
