@@ -67,9 +67,7 @@ func startGroupEcho(t testing.TB, s groupServer, cfg grpcopt.Config) string {
 	if s.option {
 		opts = append(opts, cfg.ServerOption(nil))
 	}
-	srv := grpc.NewServer(opts...)
-	testutil.RegisterEchoServer(srv, nil)
-	serve(t, srv, lis)
+	serveEcho(t, lis, opts...)
 	return lis.Addr().String()
 }
 

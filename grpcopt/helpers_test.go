@@ -122,15 +122,22 @@ func serve(t testing.TB, srv *grpc.Server, lis net.Listener) {
 	})
 }
 
+// serveEcho serves the echo service on lis, with opts, until the test ends
+// (see serve); it returns the server.
+func serveEcho(t testing.TB, lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
+	t.Helper()
+	srv := grpc.NewServer(opts...)
+	testutil.RegisterEchoServer(srv, nil)
+	serve(t, srv, lis)
+	return srv
+}
+
 // startEcho starts a server built as s, on h, serving the echo service on a
 // TCP loopback port with opts; it returns the server and its address.
 func startEcho(t testing.TB, s serverSetup, h *poller.Hub, opts ...grpc.ServerOption) (*grpc.Server, string) {
 	t.Helper()
 	lis := s.listen(t, h, "tcp", "127.0.0.1:0")
-	srv := grpc.NewServer(append(s.serverOptions(h, nil), opts...)...)
-	testutil.RegisterEchoServer(srv, nil)
-	serve(t, srv, lis)
-	return srv, lis.Addr().String()
+	return serveEcho(t, lis, append(s.serverOptions(h, nil), opts...)...), lis.Addr().String()
 }
 
 // dial returns a client conn to target, closed when the test ends. With a

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/hubio/hubio/poller"
-	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -98,9 +97,7 @@ func TestIdleConnsPoolReadBuffers(t *testing.T) {
 				opts = append(opts, tt.opts(h)...)
 			}
 			lis := tt.listen(t, h)
-			srv := grpc.NewServer(opts...)
-			testutil.RegisterEchoServer(srv, nil)
-			serve(t, srv, lis)
+			serveEcho(t, lis, opts...)
 
 			before := heapInuse()
 			start := time.Now()

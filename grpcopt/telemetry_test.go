@@ -30,9 +30,7 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := grpc.NewServer()
-		testutil.RegisterEchoServer(srv, nil)
-		serve(t, srv, lis)
+		serveEcho(t, lis)
 		cc, err := grpc.NewClient(lis.Addr().String(),
 			grpc.WithTransportCredentials(insecure.NewCredentials()), cfg.DialOption())
 		if err != nil {

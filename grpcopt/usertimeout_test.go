@@ -138,9 +138,7 @@ func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			srv := grpc.NewServer(sopts...)
-			testutil.RegisterEchoServer(srv, nil)
-			serve(t, srv, lis)
+			serveEcho(t, lis, sopts...)
 
 			dopts, err := cfg.DialOptions()
 			if err != nil {

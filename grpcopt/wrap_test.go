@@ -175,9 +175,7 @@ func TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers(t *testing.T) {
 			closes.Store(0)
 			lis := tc.lis(t)
 			listening := h.Stats().Registered // a Listen listener is on the hub
-			srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
-			testutil.RegisterEchoServer(srv, nil)
-			serve(t, srv, lis)
+			serveEcho(t, lis, grpcopt.ServerOption(h, nil))
 			cc := echoOnce(t, lis.Addr().String())
 			if got := h.Stats().Registered; got != listening+1 {
 				t.Fatalf("hub registrations during the call: %d, want the server conn", got)
@@ -207,9 +205,7 @@ func TestLimitListenerSlotIsFreedByTheHubConn(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
 	lis := netutil.LimitListener(stdListen(t), 1)
-	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
-	testutil.RegisterEchoServer(srv, nil)
-	serve(t, srv, lis)
+	serveEcho(t, lis, grpcopt.ServerOption(h, nil))
 	first := echoOnce(t, lis.Addr().String())
 
 	second := dial(t, lis.Addr().String(), nil, nil)
@@ -237,9 +233,7 @@ func TestUnwrappedConnHoldsOneFd(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
 	lis := netutil.LimitListener(stdListen(t), 100)
-	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
-	testutil.RegisterEchoServer(srv, nil)
-	serve(t, srv, lis)
+	serveEcho(t, lis, grpcopt.ServerOption(h, nil))
 	const n = 4
 	before := leakcheck.OpenFDs()
 	for range n {
@@ -272,9 +266,7 @@ func TestServerOptionKeepsStreamWrappers(t *testing.T) {
 			for _, require := range []bool{false, true} {
 				before := grpcopt.ReadServerStats()
 				lis := &wrapListener{Listener: stdListen(t), wrap: tc.wrap}
-				srv := grpc.NewServer(grpcopt.Config{Hub: h, RequireHub: require}.ServerOption(nil))
-				testutil.RegisterEchoServer(srv, nil)
-				serve(t, srv, lis)
+				serveEcho(t, lis, grpcopt.Config{Hub: h, RequireHub: require}.ServerOption(nil))
 				cc := dial(t, lis.Addr().String(), nil, nil)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				out, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("ok"))
