@@ -63,6 +63,23 @@ func listen(t testing.TB, h *poller.Hub, network string) *transport.Listener {
 	return ln
 }
 
+// dialAccept dials ln's address with dial and returns the conn ln accepted
+// for it; both ends are closed at cleanup.
+func dialAccept(t testing.TB, ln net.Listener, dial func(network, address string) (net.Conn, error)) net.Conn {
+	t.Helper()
+	c, err := dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
 // waitFor polls cond until it holds and fails the test if it does not
 // within timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -179,20 +179,7 @@ func TestSocketOptionsMatchPackageNet(t *testing.T) {
 		}
 		t.Cleanup(func() { std.Close() })
 		hub := listen(t, h, "tcp")
-		accepted := func(ln net.Listener) net.Conn {
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			a, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { a.Close() })
-			return a
-		}
-		if want, got := readSockopts(t, accepted(std), true), readSockopts(t, accepted(hub), true); got != want {
+		if want, got := readSockopts(t, dialAccept(t, std, net.Dial), true), readSockopts(t, dialAccept(t, hub, net.Dial), true); got != want {
 			t.Errorf("accepted hub conn's socket options\n got %+v\nwant %+v (package net's)", got, want)
 		}
 	})
@@ -243,17 +230,7 @@ func TestMultipathTCPMatchesPackageNet(t *testing.T) {
 		var d net.Dialer
 		d.SetMultipathTCP(mptcp)
 		accepted := func(ln net.Listener) (bool, error) {
-			c, err := d.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			a, err := ln.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { a.Close() })
-			return a.(interface{ MultipathTCP() (bool, error) }).MultipathTCP()
+			return dialAccept(t, ln, d.Dial).(interface{ MultipathTCP() (bool, error) }).MultipathTCP()
 		}
 		want, werr := accepted(std)
 		t.Logf("MPTCP dialer %v: package net accepted conn MultipathTCP() = %v, %v", mptcp, want, werr)
