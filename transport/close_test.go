@@ -23,16 +23,7 @@ import (
 func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 	h := newHub(t)
 	ln := listen(t, h, "tcp")
-	peer, err := net.Dial("tcp", ln.Addr().String()) // never reads, never writes
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peer.Close() })
-	c, err := ln.AcceptHub()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	peer, c := dialAccept(t, ln, net.Dial) // peer never reads, never writes
 
 	filled := fillWrite(t, c)
 	reads := async(func() (int, error) { return c.Read(make([]byte, 1)) })
@@ -54,7 +45,7 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 	checkOpErr(t, a.err, "accept", net.ErrClosed)
 
 	// Calls made after the hub closed fail the same way, without blocking.
-	_, err = c.Read(make([]byte, 1))
+	_, err := c.Read(make([]byte, 1))
 	checkOpErr(t, err, "read", net.ErrClosed)
 
 	// Close still works and releases the fds: the peer sees every byte the

@@ -63,9 +63,9 @@ func listen(t testing.TB, h *poller.Hub, network string) *transport.Listener {
 	return ln
 }
 
-// dialAccept dials ln's address with dial and returns the conn ln accepted
-// for it; both ends are closed at cleanup.
-func dialAccept(t testing.TB, ln net.Listener, dial func(network, address string) (net.Conn, error)) net.Conn {
+// dialAccept dials ln's address with dial and returns the dialed conn and
+// the one ln accepted for it; both are closed at cleanup.
+func dialAccept(t testing.TB, ln net.Listener, dial func(network, address string) (net.Conn, error)) (dialed, accepted net.Conn) {
 	t.Helper()
 	c, err := dial(ln.Addr().Network(), ln.Addr().String())
 	if err != nil {
@@ -77,7 +77,7 @@ func dialAccept(t testing.TB, ln net.Listener, dial func(network, address string
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Close() })
-	return a
+	return c, a
 }
 
 // waitFor polls cond until it holds and fails the test if it does not

@@ -179,7 +179,9 @@ func TestSocketOptionsMatchPackageNet(t *testing.T) {
 		}
 		t.Cleanup(func() { std.Close() })
 		hub := listen(t, h, "tcp")
-		if want, got := readSockopts(t, dialAccept(t, std, net.Dial), true), readSockopts(t, dialAccept(t, hub, net.Dial), true); got != want {
+		_, stdConn := dialAccept(t, std, net.Dial)
+		_, hubConn := dialAccept(t, hub, net.Dial)
+		if want, got := readSockopts(t, stdConn, true), readSockopts(t, hubConn, true); got != want {
 			t.Errorf("accepted hub conn's socket options\n got %+v\nwant %+v (package net's)", got, want)
 		}
 	})
@@ -230,7 +232,8 @@ func TestMultipathTCPMatchesPackageNet(t *testing.T) {
 		var d net.Dialer
 		d.SetMultipathTCP(mptcp)
 		accepted := func(ln net.Listener) (bool, error) {
-			return dialAccept(t, ln, d.Dial).(interface{ MultipathTCP() (bool, error) }).MultipathTCP()
+			_, a := dialAccept(t, ln, d.Dial)
+			return a.(interface{ MultipathTCP() (bool, error) }).MultipathTCP()
 		}
 		want, werr := accepted(std)
 		t.Logf("MPTCP dialer %v: package net accepted conn MultipathTCP() = %v, %v", mptcp, want, werr)

@@ -47,18 +47,8 @@ func (r *latencyRecorder) get() []latencySample {
 // tcpPair returns a dialed and an accepted hub conn on h, closed at cleanup.
 func tcpPair(t *testing.T, h *poller.Hub) (c, s *transport.Conn) {
 	t.Helper()
-	ln := listen(t, h, "tcp")
 	d := transport.Dialer{Hub: h}
-	nc, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	ns, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
+	nc, ns := dialAccept(t, listen(t, h, "tcp"), d.Dial)
 	return nc.(*transport.Conn), ns.(*transport.Conn)
 }
 
