@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -477,5 +478,31 @@ func TestGroupHubsAreLabelledByIndex(t *testing.T) {
 	}
 	if got, ok := lone.GroupIndex(); ok || got != -1 {
 		t.Errorf("lone hub: GroupIndex() = %d, %v; want -1, false", got, ok)
+	}
+}
+
+// TestInstrumentGroupSkipsAClosedHub: a closed hub of the group is named in
+// the error, and the live ones are instrumented all the same.
+func TestInstrumentGroupSkipsAClosedHub(t *testing.T) {
+	tel, r := newTelemetry(t)
+	newHub(t) // the leak check, after the group's Close below
+	g, err := poller.NewGroup(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	g.Hubs()[1].Close()
+	err = tel.InstrumentGroup(g)
+	if err == nil || !errors.Is(err, net.ErrClosed) || !strings.Contains(err.Error(), "hub 1 of the group") {
+		t.Fatalf("InstrumentGroup with hub 1 closed: %v; want an error naming hub 1 and matching net.ErrClosed", err)
+	}
+	indexes := map[int64]bool{}
+	for _, set := range pointAttrs(r.collect()[telemetry.MetricHubUtilization]) {
+		if i, ok := set.Value(telemetry.AttrHubIndex); ok {
+			indexes[i.AsInt64()] = true
+		}
+	}
+	if len(indexes) != 2 || !indexes[0] || !indexes[2] {
+		t.Errorf("utilization series for hub indexes %v, want 0 and 2", indexes)
 	}
 }
