@@ -16,8 +16,9 @@ import (
 // InstrumentHub makes h report the hubio.hub.* metrics, identified by the
 // attribute hubio.hub.id (1, 2, ... in the order hubs are instrumented by
 // this Telemetry) and, for a hub of a poller.Group, hubio.hub.index (its
-// index in the group, as in its pprof label hubio.hub). It sets h's poller.Observer (replacing any other) and,
-// unless WithLoopDelayProbe turned it off, arms the loop-delay probe on h.
+// index in the group, as in its pprof label hubio.hub). It sets h's
+// poller.Observer (replacing any other) and, unless WithLoopDelayProbe
+// turned it off, arms the loop-delay probe on h.
 // Instrumenting a hub twice does nothing. A closed hub leaves the metrics
 // at its next collection.
 func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
