@@ -100,12 +100,17 @@ func measureRPC(j job) (result, error) {
 	}
 
 	time.Sleep(j.Warmup)
+	// abort stops the callers and the sampler when a profile or trace
+	// cannot start.
+	abort := func(err error) (result, error) {
+		stopSampler()
+		cancel()
+		wg.Wait()
+		return result{}, err
+	}
 	if prof != nil {
 		if err := pprof.StartCPUProfile(prof); err != nil {
-			stopSampler()
-			cancel()
-			wg.Wait()
-			return result{}, fmt.Errorf("cpu profile: %w", err)
+			return abort(fmt.Errorf("cpu profile: %w", err))
 		}
 	}
 	if tr != nil {
@@ -113,10 +118,7 @@ func measureRPC(j job) (result, error) {
 			if prof != nil {
 				pprof.StopCPUProfile()
 			}
-			stopSampler()
-			cancel()
-			wg.Wait()
-			return result{}, fmt.Errorf("trace: %w", err)
+			return abort(fmt.Errorf("trace: %w", err))
 		}
 	}
 	var before, after runtime.MemStats
