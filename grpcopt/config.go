@@ -258,7 +258,10 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // muxer such as cmux that has read bytes ahead, a rate limiter, *tls.Conn)
 // is never bypassed: its conn is served by package net, counted in
 // ReadServerStats().OffHub, and logged once per server at warning level;
-// with Config.RequireHub its handshake fails with ErrOffHub instead.
+// with Config.RequireHub its handshake fails with ErrOffHub instead. A
+// wrapper that does not fit that shape (a generic one, one that defines a
+// Read that only calls its conn's) is looked through when it implements
+// Bypassable.
 //
 // Moved conns get the TCP_USER_TIMEOUT grpc-go would set on a
 // *net.TCPConn (see Config.ServerKeepalive); a raw *net.TCPConn gets

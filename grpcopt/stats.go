@@ -63,7 +63,7 @@ func (c *creds) offHub(raw net.Conn, why string) (net.Conn, credentials.AuthInfo
 	if c.warnedOff.CompareAndSwap(false, true) {
 		logger.Warningf("grpcopt: conns of type %T stay off the hub and are served by package net (%s); "+
 			"ReadServerStats().OffHub counts them. To put them on the hub, have the wrapper embed its conn and "+
-			"define only Close and socket-option methods, or wrap a grpcopt.Listen listener instead; "+
+			"define only Close and socket-option methods (or implement grpcopt.Bypassable), or wrap a grpcopt.Listen listener instead; "+
 			"Config.RequireHub refuses such conns", raw, why)
 	}
 	return c.inner.ServerHandshake(raw)
