@@ -38,8 +38,10 @@ import (
 //
 //	func (c *limitConn) BypassConn() net.Conn { return c.Conn }
 //
-// A wrapper that only promotes BypassConn from an embedded field makes no
-// promise of its own: it is judged by reflection.
+// A wrapper that embeds a field implementing Bypassable may only promote
+// that field's BypassConn, a promise about the field and not about the
+// wrapper: such a wrapper is judged by reflection (BypassConn counting, as
+// Close does, among the methods it may define).
 type Bypassable interface {
 	net.Conn
 	BypassConn() net.Conn
