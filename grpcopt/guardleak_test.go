@@ -28,7 +28,7 @@ func (p patientCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInf
 
 func (p patientCreds) Clone() credentials.TransportCredentials { return p }
 
-// TestConnectionTimeoutGuardReleasesHubConn (issue 12): when the
+// TestConnectionTimeoutGuardReleasesHubConn: when the
 // ConnectionTimeout guard fires and grpc-go then closes only the raw conn
 // (NewServerTransport fails writing its SETTINGS, unbuffered with
 // grpc.WriteBufferSize(0), before it installs its deferred Close), the hub

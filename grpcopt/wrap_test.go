@@ -48,6 +48,17 @@ func (l *slotConn) SetKeepAlivePeriod(time.Duration) error { return nil }
 // tcpConnEmbed is a wrapper that embeds *net.TCPConn.
 type tcpConnEmbed struct{ *net.TCPConn }
 
+// declaredConn is a wrapper reflection would refuse (generic, with a Read
+// of its own that only calls its conn's) that implements
+// grpcopt.Bypassable.
+type declaredConn[T any] struct {
+	net.Conn
+	tag T
+}
+
+func (c *declaredConn[T]) Read(b []byte) (int, error) { return c.Conn.Read(b) }
+func (c *declaredConn[T]) BypassConn() net.Conn       { return c.Conn }
+
 // wrapListener wraps each accepted conn with wrap.
 type wrapListener struct {
 	net.Listener
@@ -139,8 +150,9 @@ func echoOnce(t *testing.T, target string) *grpc.ClientConn {
 
 // TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers: conns of
 // limiting listeners (x/net's, one shaped as etcd's, one embedding
-// *net.TCPConn, and a limiting listener over Listen) are served on the
-// option's hub, and no conn is counted off the hub.
+// *net.TCPConn, one implementing Bypassable, and limiting listeners over
+// Listen) are served on the option's hub, and no conn is counted off the
+// hub.
 func TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers(t *testing.T) {
 	checkNoLeaks(t)
 	h := newHub(t)
@@ -166,6 +178,12 @@ func TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers(t *testing.T) {
 		{"etcd-style limit conns", func(t *testing.T) net.Listener { return slots(stdListen(t)) }},
 		{"a struct embedding *net.TCPConn", func(t *testing.T) net.Listener {
 			return &wrapListener{Listener: stdListen(t), wrap: func(c net.Conn) (net.Conn, error) { return &tcpConnEmbed{c.(*net.TCPConn)}, nil }}
+		}},
+		{"a wrapper implementing grpcopt.Bypassable", func(t *testing.T) net.Listener {
+			return &wrapListener{Listener: stdListen(t), wrap: func(c net.Conn) (net.Conn, error) { return &declaredConn[string]{Conn: c}, nil }}
+		}},
+		{"a wrapper implementing grpcopt.Bypassable over Listen on the same hub", func(t *testing.T) net.Listener {
+			return &wrapListener{Listener: listenOnHub(t), wrap: func(c net.Conn) (net.Conn, error) { return &declaredConn[string]{Conn: c}, nil }}
 		}},
 		{"netutil.LimitListener over Listen on the same hub", func(t *testing.T) net.Listener { return netutil.LimitListener(listenOnHub(t), 4) }},
 		{"etcd-style limit conns over Listen on the same hub", func(t *testing.T) net.Listener { return slots(listenOnHub(t)) }},
