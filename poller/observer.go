@@ -198,21 +198,3 @@ type handOffProbe struct {
 	parked atomic.Bool
 	wokeAt atomic.Int64
 }
-
-// receive parks on d's token, measuring the hand-off when a hub with an
-// observer stamps it. Waiter's goroutine.
-func (s *observing) receive(d *direction) {
-	b := s.on()
-	if b == nil || b.every == 0 {
-		<-d.token
-		return
-	}
-	p := &d.probe
-	p.wokeAt.Store(0)
-	p.parked.Store(true)
-	<-d.token
-	p.parked.Store(false)
-	if at := p.wokeAt.Swap(0); at != 0 {
-		b.o.HandOff(time.Duration(now() - at))
-	}
-}

@@ -235,6 +235,24 @@ func (r *Registration) Wait(m Mode) error {
 	return r.err(m)
 }
 
+// receive parks on d's token, measuring the hand-off when a hub with an
+// observer stamps it. Waiter's goroutine.
+func (s *observing) receive(d *direction) {
+	b := s.on()
+	if b == nil || b.every == 0 {
+		<-d.token
+		return
+	}
+	p := &d.probe
+	p.wokeAt.Store(0)
+	p.parked.Store(true)
+	<-d.token
+	p.parked.Store(false)
+	if at := p.wokeAt.Swap(0); at != 0 {
+		b.o.HandOff(time.Duration(now() - at))
+	}
+}
+
 // SetDeadline sets the time after which Prepare and Wait in direction m fail
 // with os.ErrDeadlineExceeded; the zero time means none. It takes effect
 // immediately, also for a Wait already parked.
