@@ -338,7 +338,7 @@ func (h *Hub) shutdown() {
 	for _, r := range regs {
 		if r != nil {
 			h.registered.Add(-1) // it left regs, as in Deregister
-			r.fail(stateHubClosed)
+			r.closeByHub()
 		}
 	}
 	h.tm.mu.Lock()

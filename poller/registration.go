@@ -151,9 +151,10 @@ func (r *Registration) Deregister() {
 	r.wakeAll()
 }
 
-// fail marks the registration closed by its hub; hub goroutine only.
-func (r *Registration) fail(state int32) {
-	r.state.CompareAndSwap(stateOpen, state)
+// closeByHub marks the registration closed by its hub's shutdown and wakes
+// its waiters, which then return the hub's close error. Hub goroutine only.
+func (r *Registration) closeByHub() {
+	r.state.CompareAndSwap(stateOpen, stateHubClosed)
 	r.wakeAll()
 }
 
