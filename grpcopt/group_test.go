@@ -22,7 +22,7 @@ import (
 
 // newGroup returns a group of n hubs of the test's own, closed when the test
 // ends (after the cleanups registered later, which stop servers and conns).
-func newGroup(t testing.TB, n int, opts ...poller.Option) *poller.Group {
+func newGroup(t testing.TB, n int, opts ...poller.GroupOption) *poller.Group {
 	t.Helper()
 	g, err := poller.NewGroup(n, opts...)
 	if err != nil {

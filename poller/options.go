@@ -6,9 +6,8 @@ package poller
 type Option func(*options)
 
 type options struct {
-	design  waitDesign
-	batch   int
-	balance Balance // NewGroup only; see group.go
+	design waitDesign
+	batch  int
 }
 
 // waitDesign selects how the hub goroutine waits for events; see loop.go.
@@ -37,3 +36,19 @@ func withEventBatch(n int) Option {
 		}
 	}
 }
+
+// GroupOption configures a Group. Every Option is a GroupOption, which
+// NewGroup passes to New for each hub; WithBalance configures the group
+// itself, and New does not accept it.
+type GroupOption interface {
+	applyGroup(*groupOptions)
+}
+
+// groupOptions is what NewGroup's options set.
+type groupOptions struct {
+	balance Balance
+	hub     []Option // passed to New for each hub, in order
+}
+
+// applyGroup makes an Option a GroupOption that applies to each hub.
+func (o Option) applyGroup(g *groupOptions) { g.hub = append(g.hub, o) }
