@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -290,7 +291,7 @@ func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
 			t.Errorf("hub %d: GroupIndex() = %d, %v; want %d, true", i, got, ok, i)
 		}
 	}
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	if got, ok := h.GroupIndex(); ok || got != -1 {
 		t.Errorf("a hub from New: GroupIndex() = %d, %v; want -1, false", got, ok)
 	}

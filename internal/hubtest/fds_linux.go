@@ -1,4 +1,4 @@
-package leakcheck
+package hubtest
 
 import "os"
 
