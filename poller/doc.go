@@ -24,9 +24,8 @@
 // with a zero timeout before letting the runtime park the goroutine, so no
 // edge is lost to the ready flag that Read clears when it starts. The next
 // timer is the file's read deadline. No OS thread is held while the hub is
-// idle. Blocking in epoll_wait instead was measured several times slower to
-// wake, and is kept only as a benchmark switch; docs/poller.md has the
-// figures.
+// idle. Blocking in epoll_wait instead, a switch for benchmarks only, is
+// several times slower to wake; docs/poller.md has the figures.
 //
 // A readiness event reaches its waiter in two steps: the runtime poller
 // wakes the hub goroutine, and the hub makes the waiter runnable with a

@@ -84,8 +84,8 @@ func scheduled(t testing.TB, h *poller.Hub) <-chan struct{} {
 }
 
 // goid returns the calling goroutine's id, parsed from the first line of its
-// stack trace ("goroutine 42 [running]:"). The hub no longer asks which
-// goroutine it is on; tests still check where callbacks run.
+// stack trace ("goroutine 42 [running]:"), so that tests can check on
+// which goroutine callbacks run; the hub itself never asks.
 func goid() uint64 {
 	var buf [64]byte
 	b := buf[:runtime.Stack(buf[:], false)]
