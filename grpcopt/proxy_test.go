@@ -254,9 +254,9 @@ func TestDialOptionTunnelsThroughTheEnvironmentsProxyAsGRPCGoDoes(t *testing.T) 
 		}
 		return
 	}
+	h := hubtest.NewHub(t) // first: its leak check runs after the proxy's cleanup
 	p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 	setProxyEnv(t, p.URL("alice:s3cret"), "localhost,other.test")
-	h := hubtest.NewHub(t)
 	var lookups atomic.Int64
 	c := hubProxyClient(t, grpcopt.Config{Hub: h}, proxyTarget, &lookups)
 	if err := unary(c); err != nil {
