@@ -2,7 +2,8 @@
 // share, as grpc-go's internal/grpctest serves its packages: a leak check
 // for goroutines and fds, run per test (Check) and per test binary
 // (VerifyTestMain), a hub closed at cleanup whose test is leak-checked
-// (NewHub), and waits on conditions (WaitFor, Eventually).
+// (NewHub) or not (NewHubUnchecked), and waits on conditions (WaitFor,
+// Eventually).
 //
 // It imports poller, so only external test packages (package x_test) can
 // use it from poller's own tests. Its exported counterparts for users are
@@ -28,6 +29,25 @@ func NewHub(t testing.TB, opts ...poller.Option) *poller.Hub {
 		t.Fatalf("poller.New: %v", err)
 	}
 	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// NewHubUnchecked returns a new hub, closed at cleanup, without starting a
+// leak check: for tests whose hub is not their first resource (their
+// check, if any, is a Check call of their own). The test fails if Close
+// returns an error, as it does for a hub that stopped on its own; such a
+// test must not close the hub itself.
+func NewHubUnchecked(t testing.TB, opts ...poller.Option) *poller.Hub {
+	t.Helper()
+	h, err := poller.New(opts...)
+	if err != nil {
+		t.Fatalf("poller.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("closing the hub: %v", err)
+		}
+	})
 	return h
 }
 

@@ -89,7 +89,7 @@ func WaitFDs(t testing.TB, want int) {
 func waitFDs(want int) error {
 	var n int
 	if !WaitFor(fdWait, func() bool { n = OpenFDs(); return n <= want }) {
-		return fmt.Errorf("%d fds open after %v, %d before", n, fdWait, want)
+		return fmt.Errorf("%d fds open after %v, %d before; open now:%s", n, fdWait, want, describeFDs())
 	}
 	return nil
 }
