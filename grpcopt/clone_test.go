@@ -12,7 +12,7 @@ import (
 // as the original does, rather than panicking.
 func TestClonedCredentialsServeOffHubConns(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	creds := grpcopt.Config{Hub: h}.Credentials(nil).Clone()
 	conn, _, err := creds.ServerHandshake(&limitedWriter{s})

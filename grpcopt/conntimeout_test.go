@@ -75,7 +75,7 @@ type timeoutFixture struct {
 func newTimeoutFixture(t *testing.T, ss serverSetup) *timeoutFixture {
 	t.Helper()
 	f := &timeoutFixture{ss: ss, busyDone: make(chan struct{})}
-	serverHub, clientHub := hubtest.NewHub(t), hubtest.NewHub(t)
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	_, f.addr = startEcho(t, ss, serverHub, grpc.ConnectionTimeout(connTimeout))
 	f.c = testutil.NewEchoClient(dial(t, f.addr, nil, nil, countingDialer(clientHub, &f.dials)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

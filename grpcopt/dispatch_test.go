@@ -43,7 +43,7 @@ func TestDispatchedConnStaysOpen(t *testing.T) {
 	hubtest.Check(t)
 	for _, ss := range []serverSetup{optionServer, listenOptServer, limitOptServer} {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			h := hubtest.NewHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			lis := ss.listen(t, h, "tcp", "127.0.0.1:0")
 			listening := h.Stats().Registered
 			var wg sync.WaitGroup

@@ -171,7 +171,7 @@ func TestGroupKeepsServingWhenOneHubCloses(t *testing.T) {
 			sg := newGroup(t, 3)
 			cfg := grpcopt.Config{Group: sg}
 			addr := startGroupEcho(t, s, cfg)
-			ch := hubtest.NewHub(t)
+			ch := hubtest.NewHubUnchecked(t)
 			var clients []*groupClient
 			for range 6 {
 				c := dialGroup(t, addr, grpcopt.Config{Hub: ch})

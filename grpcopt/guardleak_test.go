@@ -39,7 +39,7 @@ func TestConnectionTimeoutGuardReleasesHubConn(t *testing.T) {
 	hubtest.Check(t)
 	for _, ss := range []serverSetup{optionServer, limitOptServer} {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			h := hubtest.NewHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			lis := ss.listen(t, h, "tcp", "127.0.0.1:0")
 			srv := grpc.NewServer(grpcopt.ServerOption(h, patientCreds{insecure.NewCredentials()}),
 				grpc.ConnectionTimeout(200*time.Millisecond), grpc.WriteBufferSize(0))

@@ -92,7 +92,7 @@ func TestIdleConnsPoolReadBuffers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := hubtest.NewHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			opts := []grpc.ServerOption{grpc.SharedWriteBuffer(true)}
 			if tt.opts != nil {
 				opts = append(opts, tt.opts(h)...)

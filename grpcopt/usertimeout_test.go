@@ -95,7 +95,7 @@ func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
 		{name: "UserTimeout overrides both", cfg: grpcopt.Config{UserTimeout: 3 * time.Second, ClientKeepalive: &keepalive.ClientParameters{}}, hubListen: true, server: 3000, client: 3000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := hubtest.NewHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			cfg := tc.cfg
 			cfg.Hub = h
 			var lis net.Listener
@@ -217,7 +217,7 @@ func TestUserTimeoutOutOfRangeIsAnError(t *testing.T) {
 // grpc-go's default TCP_USER_TIMEOUT.
 func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	conn, _, err := grpcopt.Config{Hub: h}.Credentials(nil).ServerHandshake(s)
 	if err != nil {

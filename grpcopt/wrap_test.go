@@ -143,7 +143,7 @@ func echoOnce(t *testing.T, target string) *grpc.ClientConn {
 // option's hub, and no conn is counted off the hub.
 func TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	closes := new(atomic.Int64)
 	slots := func(l net.Listener) net.Listener {
 		return &wrapListener{Listener: l, wrap: func(c net.Conn) (net.Conn, error) {
@@ -203,7 +203,7 @@ func TestServerOptionTakesSocketsFromBeneathCloseOnlyWrappers(t *testing.T) {
 // closing the hub conn released the wrapper's slot.
 func TestLimitListenerSlotIsFreedByTheHubConn(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	lis := netutil.LimitListener(stdListen(t), 1)
 	serveEcho(t, lis, grpcopt.ServerOption(h, nil))
 	first := echoOnce(t, lis.Addr().String())
@@ -231,7 +231,7 @@ func TestLimitListenerSlotIsFreedByTheHubConn(t *testing.T) {
 // socket is closed, and the wrapper's Close later only releases its slot.
 func TestUnwrappedConnHoldsOneFd(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	lis := netutil.LimitListener(stdListen(t), 100)
 	serveEcho(t, lis, grpcopt.ServerOption(h, nil))
 	const n = 4
@@ -254,7 +254,7 @@ func TestUnwrappedConnHoldsOneFd(t *testing.T) {
 // RequireHub they are refused with ErrOffHub.
 func TestServerOptionKeepsStreamWrappers(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	for _, tc := range []struct {
 		name string
 		wrap func(net.Conn) (net.Conn, error)
@@ -294,7 +294,7 @@ func TestServerOptionKeepsStreamWrappers(t *testing.T) {
 // and matches ErrOffHub.
 func TestRequireHubError(t *testing.T) {
 	hubtest.Check(t)
-	h := hubtest.NewHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	creds := grpcopt.Config{Hub: h, RequireHub: true}.Credentials(nil)
 	_, _, err := creds.ServerHandshake(&limitedWriter{s})
