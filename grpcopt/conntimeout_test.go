@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -74,7 +75,7 @@ type timeoutFixture struct {
 func newTimeoutFixture(t *testing.T, ss serverSetup) *timeoutFixture {
 	t.Helper()
 	f := &timeoutFixture{ss: ss, busyDone: make(chan struct{})}
-	serverHub, clientHub := newHub(t), newHub(t)
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	_, f.addr = startEcho(t, ss, serverHub, grpc.ConnectionTimeout(connTimeout))
 	f.c = testutil.NewEchoClient(dial(t, f.addr, nil, nil, countingDialer(clientHub, &f.dials)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
