@@ -29,7 +29,9 @@ func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
 	if !fresh {
 		return nil
 	}
-	h.SetObserver(o, t.cfg.handOffEvery)
+	h.AddObserver(o, t.cfg.handOffEvery)
+	o.window.init(h)
+	h.AfterFunc(utilStep, o.step)
 	if t.cfg.delayProbe > 0 {
 		o.probe()
 	}
@@ -52,9 +54,9 @@ func (t *Telemetry) InstrumentGroup(g *poller.Group) error {
 
 // hubObs is one instrumented hub: a poller.Observer.
 //
-// Ownership: t, h, id, attrs and opts never change after add. mu guards
-// the utilization window (lastBusy, lastIdle), read and moved by
-// collections.
+// Ownership: t, h, id, attrs and opts never change after add. window is
+// guarded by its own mutex: the hub's sampling timer writes it, collections
+// read it.
 type hubObs struct {
 	t     *Telemetry
 	h     *poller.Hub
@@ -62,8 +64,71 @@ type hubObs struct {
 	attrs attribute.Set
 	opts  []metric.RecordOption
 
-	mu                 sync.Mutex
-	lastBusy, lastIdle time.Duration
+	window loadWindow
+}
+
+// Utilization window: hubio.hub.utilization is the hub's utilization over
+// the last utilSteps×utilStep (10 s) before the collection, from loop times
+// sampled by a timer on the hub every utilStep, so that every reader of a
+// provider, whenever it collects, reads the same figure (Node samples its
+// event-loop utilization the same way).
+const (
+	utilStep  = time.Second
+	utilSteps = 10
+)
+
+// loadWindow keeps the hub's last utilSteps loop-time samples.
+//
+// Ownership: mu guards everything; step (hub goroutine, every utilStep)
+// writes, utilization (collections, any goroutine) reads.
+type loadWindow struct {
+	mu    sync.Mutex
+	busy  [utilSteps]time.Duration
+	idle  [utilSteps]time.Duration
+	next  int // ring index of the oldest sample, which step overwrites
+	taken int // samples taken, up to utilSteps
+}
+
+// init takes the first sample: the window starts when the hub is
+// instrumented.
+func (w *loadWindow) init(h *poller.Hub) {
+	busy, idle := h.LoopTime()
+	w.mu.Lock()
+	w.add(busy, idle)
+	w.mu.Unlock()
+}
+
+// add stores a sample over the oldest. mu held.
+func (w *loadWindow) add(busy, idle time.Duration) {
+	w.busy[w.next], w.idle[w.next] = busy, idle
+	w.next = (w.next + 1) % utilSteps
+	w.taken = min(w.taken+1, utilSteps)
+}
+
+// utilization returns busy/(busy+idle) from the oldest sample kept to
+// (busy, idle), within [0, 1].
+func (w *loadWindow) utilization(busy, idle time.Duration) float64 {
+	w.mu.Lock()
+	oldest := w.next
+	if w.taken < utilSteps {
+		oldest = 0
+	}
+	db, di := busy-w.busy[oldest], idle-w.idle[oldest]
+	w.mu.Unlock()
+	if db < 0 || di < 0 || db+di <= 0 {
+		return 0
+	}
+	return float64(db) / float64(db+di)
+}
+
+// step samples the hub's loop time every utilStep. Hub goroutine; on a
+// closed hub AfterFunc never runs, which ends the chain.
+func (o *hubObs) step() {
+	busy, idle := o.h.LoopTime()
+	o.window.mu.Lock()
+	o.window.add(busy, idle)
+	o.window.mu.Unlock()
+	o.h.AfterFunc(utilStep, o.step)
 }
 
 // LoopDelay records how late a timer ran. Hub goroutine.
@@ -158,7 +223,7 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 			with := func(kv attribute.KeyValue) metric.ObserveOption {
 				return metric.WithAttributes(append(o.attrs.ToSlice(), kv)...)
 			}
-			ob.ObserveFloat64(in.utilization, o.utilization(busy, idle), at)
+			ob.ObserveFloat64(in.utilization, o.window.utilization(busy, idle), at)
 			ob.ObserveFloat64(in.busy, busy.Seconds(), at)
 			ob.ObserveFloat64(in.idle, idle.Seconds(), at)
 			ob.ObserveInt64(in.iterations, int64(s.Iterations), at)
@@ -170,17 +235,4 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 		}
 		return nil
 	}
-}
-
-// utilization returns busy/(busy+idle) over the window since the previous
-// call, within [0, 1]; over the whole life at the first call.
-func (o *hubObs) utilization(busy, idle time.Duration) float64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	db, di := busy-o.lastBusy, idle-o.lastIdle
-	o.lastBusy, o.lastIdle = busy, idle
-	if db < 0 || di < 0 || db+di <= 0 {
-		return 0
-	}
-	return float64(db) / float64(db+di)
 }

@@ -121,7 +121,7 @@ func (in *instruments) init(t *Telemetry) error {
 	in.bytesRetrans = i64c(MetricBytesRetrans, "By", "Total bytes sent by TCP except those sent for the first time. A byte sequence may be retransmitted multiple times and will be counted multiple times as retransmitted. Retransmission counts include spurious retransmissions. Corresponds to tcpi_bytes_retrans from struct tcp_info.")
 
 	g, err := m.Float64ObservableGauge(MetricHubUtilization, metric.WithUnit("1"),
-		metric.WithDescription("Event-loop utilization since the previous collection: time the hub goroutine was busy over the time it was busy or parked waiting for events (Node's ELU)."))
+		metric.WithDescription("Event-loop utilization over the last 10 s (sampled on the hub every second; whatever reader collects): time the hub goroutine was busy over the time it was busy or parked waiting for events (Node's ELU)."))
 	errs = append(errs, err)
 	in.utilization = g
 	in.busy = f64oc(MetricHubBusyTime, "s", "Time the hub goroutine spent running (not parked waiting for events) since it was instrumented.")

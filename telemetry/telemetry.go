@@ -100,18 +100,35 @@ func New(opts ...Option) (*Telemetry, error) {
 	return t, nil
 }
 
-// providers caches ForProvider's Telemetry values, one per provider.
+// providers caches ForProvider's Telemetry values, one per provider given.
 var providers sync.Map // metric.MeterProvider → *Telemetry
 
-// ForProvider returns the Telemetry with default options for mp (nil means
-// otel.GetMeterProvider() as it is now), creating it on first use: every
-// caller that instruments through the same provider shares it, as grpcopt
-// does. The Telemetry, and so mp, is held for the life of the process:
-// pass long-lived providers (tests that make one per case should build
-// their own with New).
+// global is ForProvider(nil)'s Telemetry: one for the process, made on
+// first use.
+var global struct {
+	once sync.Once
+	t    *Telemetry
+	err  error
+}
+
+// ForProvider returns the Telemetry with default options for mp, creating
+// it on first use: every caller that instruments through the same provider
+// shares it, as grpcopt does. nil means the global provider: one Telemetry
+// for the process, built on otel.GetMeterProvider() at the first call.
+// Before the program installs a provider that is OpenTelemetry's forwarding
+// provider, which hands everything to the provider the program installs
+// later (otel.SetMeterProvider), so a program that calls SetMeterProvider
+// after its first conn still gets one series per hub and conn. Do not also
+// pass that installed provider explicitly: two Telemetry values on one
+// provider report every hub twice.
+//
+// The Telemetry, and so mp, is held for the life of the process: pass
+// long-lived providers (tests that make one per case should build their own
+// with New).
 func ForProvider(mp metric.MeterProvider) (*Telemetry, error) {
 	if mp == nil {
-		mp = otel.GetMeterProvider()
+		global.once.Do(func() { global.t, global.err = New() })
+		return global.t, global.err
 	}
 	if t, ok := providers.Load(mp); ok {
 		return t.(*Telemetry), nil
