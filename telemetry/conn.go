@@ -29,7 +29,8 @@ var errInstrumented = errors.New("telemetry: conn already instrumented")
 // collected (transport then closes its fd), and it leaves the metrics as if
 // it had closed, with the syscalls counted when they were last collected.
 func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
-	o := &connObs{t: t, c: weak.Make(c), hub: c.Hub()}
+	o := &connObs{t: t, c: weak.Make(c), hub: c.Hub(),
+		reads: newLocalHist(sizeBuckets), writes: newLocalHist(sizeBuckets)}
 	o.tcp = c.LocalAddr() != nil && c.LocalAddr().Network() == "tcp"
 	var kvs []attribute.KeyValue
 	if t.cfg.addrLabels && o.tcp {
@@ -40,6 +41,8 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
 		o.addOpts = []metric.AddOption{metric.WithAttributeSet(o.attrs)}
 	}
+	o.recordRead = func(v float64) { t.inst.readSize.Record(bg, v, o.opts...) }
+	o.recordWrite = func(v float64) { t.inst.writeSize.Record(bg, v, o.opts...) }
 	if !t.conns.add(o) {
 		return errInstrumented
 	}
@@ -77,7 +80,10 @@ func addrAttrs(prefix string, a net.Addr) []attribute.KeyValue {
 // connObs is one instrumented conn: a transport.IOObserver.
 //
 // Ownership: t, c, hub, tcp, attrs and the option slices are set before the
-// observer is installed and never change. mu guards last, stop and closed:
+// observer is installed and never change. reads and writes are written by
+// the conn's reader and writer (ObserveRead, ObserveWrite) and flushed by
+// collections and by the conn's retirement (see localHist). mu guards last,
+// stop and closed:
 // the TCP_INFO timer (hub goroutine) and ObserveClose (the closing
 // goroutine) both take it. seen is guarded by the registry's mu.
 //
@@ -93,6 +99,11 @@ type connObs struct {
 	opts    []metric.RecordOption // attrs, for histograms; nil when empty
 	addOpts []metric.AddOption    // attrs, for counters; nil when empty
 
+	// The syscall sizes, handed to grpc.tcp.read_size and write_size at
+	// each collection (recordRead, recordWrite).
+	reads, writes           *localHist
+	recordRead, recordWrite func(float64)
+
 	mu     sync.Mutex
 	last   transport.TCPInfo // the previous sample: counters are recorded as deltas
 	stop   func() bool       // cancels the pending TCP_INFO timer
@@ -101,11 +112,19 @@ type connObs struct {
 	seen transport.ConnStats // the conn's counters when last read
 }
 
-// ObserveRead records one read syscall's size.
-func (o *connObs) ObserveRead(n int) { o.t.inst.readSize.Record(bg, float64(n), o.opts...) }
+// ObserveRead counts one read syscall's size, for grpc.tcp.read_size at
+// the next collection.
+func (o *connObs) ObserveRead(n int) { o.reads.observe(n) }
 
-// ObserveWrite records one write syscall's size.
-func (o *connObs) ObserveWrite(n int) { o.t.inst.writeSize.Record(bg, float64(n), o.opts...) }
+// ObserveWrite counts one write syscall's size, for grpc.tcp.write_size at
+// the next collection.
+func (o *connObs) ObserveWrite(n int) { o.writes.observe(n) }
+
+// flush hands the sizes counted since the previous flush to the SDK.
+func (o *connObs) flush() {
+	o.reads.flush(o.recordRead)
+	o.writes.flush(o.recordWrite)
+}
 
 // ObserveClose cancels the TCP_INFO timer, records the last sample (with
 // grpc.tcp.recurring_retransmits, which A80 takes at close) and retires the
@@ -210,7 +229,9 @@ func (r *connRegistry) add(o *connObs) bool {
 	return true
 }
 
-// remove retires o's counters; a second call does nothing.
+// remove retires o's counters and hands on its sizes; a second call does
+// nothing. (A syscall that returns after the conn closed, racing Close, is
+// counted in Conn.Stats but its size is not handed on.)
 func (r *connRegistry) remove(o *connObs) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -218,6 +239,7 @@ func (r *connRegistry) remove(o *connObs) {
 		return
 	}
 	delete(r.live, o.c)
+	o.flush()
 	a := r.agg(o.attrs)
 	s := o.stats()
 	a.live--
@@ -235,7 +257,10 @@ func (r *connRegistry) agg(set attribute.Set) *connAgg {
 	return a
 }
 
-// observe is the callback of the observable A80 counters.
+// observe is the callback of the observable A80 counters. It also hands
+// the live conns' syscall sizes to the size histograms: the SDK runs
+// callbacks before it reads the synchronous instruments, so they are in
+// the same collection.
 func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 	return func(_ context.Context, ob metric.Observer) error {
 		r.mu.Lock()
@@ -243,6 +268,7 @@ func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 		type sums struct{ reads, writes uint64 }
 		live := make(map[attribute.Distinct]sums, len(r.aggs))
 		for _, o := range r.live {
+			o.flush()
 			s := o.stats()
 			k := o.attrs.Equivalent()
 			v := live[k]

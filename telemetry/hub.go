@@ -65,6 +65,11 @@ type hubObs struct {
 	opts  []metric.RecordOption
 
 	window loadWindow
+
+	// events counts each poll's events (hub goroutine) for
+	// hubio.hub.loop.events; collections flush it (recordEvents).
+	events       *localHist
+	recordEvents func(float64)
 }
 
 // Utilization window: hubio.hub.utilization is the hub's utilization over
@@ -136,10 +141,13 @@ func (o *hubObs) LoopDelay(d time.Duration) {
 	o.t.inst.loopDelay.Record(bg, d.Seconds(), o.opts...)
 }
 
-// Iteration records the events of one epoll_wait. Hub goroutine.
-func (o *hubObs) Iteration(events int) {
-	o.t.inst.iterEvents.Record(bg, int64(events), o.opts...)
-}
+// Iteration counts the events of one epoll_wait, for hubio.hub.loop.events
+// at the next collection. Hub goroutine.
+func (o *hubObs) Iteration(events int) { o.events.observe(events) }
+
+// flush hands the events per poll counted since the previous flush to the
+// SDK.
+func (o *hubObs) flush() { o.events.flush(o.recordEvents) }
 
 // QueueWait records a batch's queue wait. Hub goroutine.
 func (o *hubObs) QueueWait(d time.Duration) {
@@ -176,13 +184,15 @@ func (r *hubRegistry) add(t *Telemetry, h *poller.Hub) (o *hubObs, fresh bool) {
 	}
 	// Drop hubs that have closed since: with a provider that never
 	// collects (the global no-op one), observe would never prune them.
-	for old := range r.hubs {
+	for old, oo := range r.hubs {
 		if old.Err() != nil {
 			delete(r.hubs, old)
+			oo.flush()
 		}
 	}
 	r.next++
-	o = &hubObs{t: t, h: h, id: r.next}
+	o = &hubObs{t: t, h: h, id: r.next, events: newLocalHist(eventBuckets)}
+	o.recordEvents = func(v float64) { t.inst.iterEvents.Record(bg, int64(v), o.opts...) }
 	if i, ok := h.GroupIndex(); ok {
 		o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id), attribute.Int64(AttrHubIndex, int64(i)))
 	} else {
@@ -201,8 +211,9 @@ var (
 	attrTimer     = attribute.String(AttrCallbackKind, "timer")
 )
 
-// observe is the callback of the observable hub metrics. Hubs that have
-// closed are dropped.
+// observe is the callback of the observable hub metrics. It also hands each
+// hub's events per poll to hubio.hub.loop.events (see connRegistry.observe).
+// Hubs that have closed are dropped.
 func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 	return func(_ context.Context, ob metric.Observer) error {
 		r.mu.Lock()
@@ -210,11 +221,15 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 		for h, o := range r.hubs {
 			if h.Err() != nil {
 				delete(r.hubs, h)
+				o.flush() // its last polls
 				continue
 			}
 			hubs = append(hubs, o)
 		}
 		r.mu.Unlock()
+		for _, o := range hubs {
+			o.flush()
+		}
 		in := &t.inst
 		for _, o := range hubs {
 			s := o.h.Stats()
