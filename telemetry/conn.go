@@ -55,6 +55,9 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		return nil
 	}
 	t.enableLatency(o, c)
+	if o.tcp {
+		o.zeroCounters()
+	}
 	if o.tcp && t.cfg.tcpInterval > 0 {
 		o.mu.Lock()
 		if !o.closed {
@@ -146,6 +149,17 @@ func (o *connObs) ObserveClose(info *transport.TCPInfo) {
 // collected retires a conn that was garbage-collected without being closed
 // (its cleanup; transport's own closes the fd).
 func (o *connObs) collected() { o.ObserveClose(nil) }
+
+// zeroCounters adds 0 to each TCP_INFO counter, so that its series exists
+// from the conn's first collection: rate() and increase() over
+// packets_retransmitted and the others work before the first retransmit.
+func (o *connObs) zeroCounters() {
+	in := &o.t.inst
+	for _, c := range []metric.Int64Counter{in.packetsSent, in.packetsRetrans, in.packetsSpurious,
+		in.recurRTO, in.bytesSent, in.bytesRetrans} {
+		c.Add(bg, 0, o.addOpts...)
+	}
+}
 
 // arm sets the TCP_INFO alarm at a random 10–110% of the interval, on the
 // conn's hub. mu held.

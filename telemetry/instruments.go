@@ -49,7 +49,9 @@ const (
 var (
 	secondsBuckets = []float64{1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4,
 		1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
-	sizeBuckets  = []float64{0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
+	// Sizes: a syscall moves at least one byte, so the first bucket is
+	// 1–32 bytes (HTTP/2 control frames: SETTINGS, PING, WINDOW_UPDATE).
+	sizeBuckets  = []float64{32, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
 	rateBuckets  = []float64{1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11}
 	eventBuckets = []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
