@@ -21,8 +21,10 @@ var errInstrumented = errors.New("telemetry: conn already instrumented")
 
 // InstrumentConn makes c report A80's metrics: it counts as created and
 // active until it closes, its syscalls feed grpc.tcp.write_size and
-// grpc.tcp.read_size, and (TCP only) its TCP_INFO is sampled on its hub's
-// timers and once more when it closes. Instrument the conn's hub too
+// grpc.tcp.read_size, and its TCP_INFO is sampled on its hub's timers and
+// once more when it closes. A unix-socket conn reports the same op metrics
+// as hubio.unix.* (grpc.tcp.* counts TCP conns only, as in A80) and has no
+// TCP_INFO. Instrument the conn's hub too
 // (InstrumentHub) for the hub metrics.
 //
 // Telemetry holds the conn weakly: a conn dropped unclosed is still
@@ -41,8 +43,9 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
 		o.addOpts = []metric.AddOption{metric.WithAttributeSet(o.attrs)}
 	}
-	o.recordRead = func(v float64) { t.inst.readSize.Record(bg, v, o.opts...) }
-	o.recordWrite = func(v float64) { t.inst.writeSize.Record(bg, v, o.opts...) }
+	ops := o.ops()
+	o.recordRead = func(v float64) { ops.readSize.Record(bg, v, o.opts...) }
+	o.recordWrite = func(v float64) { ops.writeSize.Record(bg, v, o.opts...) }
 	if !t.conns.add(o) {
 		return errInstrumented
 	}
@@ -66,6 +69,15 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.mu.Unlock()
 	}
 	return nil
+}
+
+// ops returns the op instruments of o's kind of conn: grpc.tcp.* for TCP,
+// hubio.unix.* for a unix socket.
+func (o *connObs) ops() *opInstruments {
+	if o.tcp {
+		return &o.t.inst.tcp
+	}
+	return &o.t.inst.unix
 }
 
 // addrAttrs returns A80's address labels for a TCP address.
@@ -213,11 +225,19 @@ func (o *connObs) record(info transport.TCPInfo, final bool) {
 type connRegistry struct {
 	mu   sync.Mutex
 	live map[weak.Pointer[transport.Conn]]*connObs
-	aggs map[attribute.Distinct]*connAgg
+	aggs map[aggKey]*connAgg
 }
 
-// connAgg is what the conns of one attribute set counted.
+// aggKey identifies the conns counted together: one kind (TCP or unix)
+// and one attribute set.
+type aggKey struct {
+	tcp   bool
+	attrs attribute.Distinct
+}
+
+// connAgg is what the conns of one aggKey counted.
 type connAgg struct {
+	ops           *opInstruments
 	attrs         attribute.Set
 	opt           metric.ObserveOption
 	created, live int64
@@ -226,7 +246,7 @@ type connAgg struct {
 
 func (r *connRegistry) init() {
 	r.live = make(map[weak.Pointer[transport.Conn]]*connObs)
-	r.aggs = make(map[attribute.Distinct]*connAgg)
+	r.aggs = make(map[aggKey]*connAgg)
 }
 
 // add registers o; false if its conn is registered already.
@@ -237,7 +257,7 @@ func (r *connRegistry) add(o *connObs) bool {
 		return false
 	}
 	r.live[o.c] = o
-	a := r.agg(o.attrs)
+	a := r.agg(o)
 	a.created++
 	a.live++
 	return true
@@ -254,19 +274,20 @@ func (r *connRegistry) remove(o *connObs) {
 	}
 	delete(r.live, o.c)
 	o.flush()
-	a := r.agg(o.attrs)
+	a := r.agg(o)
 	s := o.stats()
 	a.live--
 	a.reads += s.Reads
 	a.writes += s.Writes
 }
 
-// agg returns the aggregate of an attribute set. mu held.
-func (r *connRegistry) agg(set attribute.Set) *connAgg {
-	a, ok := r.aggs[set.Equivalent()]
+// agg returns the aggregate o counts in. mu held.
+func (r *connRegistry) agg(o *connObs) *connAgg {
+	k := aggKey{o.tcp, o.attrs.Equivalent()}
+	a, ok := r.aggs[k]
 	if !ok {
-		a = &connAgg{attrs: set, opt: metric.WithAttributeSet(set)}
-		r.aggs[set.Equivalent()] = a
+		a = &connAgg{ops: o.ops(), attrs: o.attrs, opt: metric.WithAttributeSet(o.attrs)}
+		r.aggs[k] = a
 	}
 	return a
 }
@@ -280,23 +301,22 @@ func (r *connRegistry) observe(t *Telemetry) metric.Callback {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		type sums struct{ reads, writes uint64 }
-		live := make(map[attribute.Distinct]sums, len(r.aggs))
+		live := make(map[aggKey]sums, len(r.aggs))
 		for _, o := range r.live {
 			o.flush()
 			s := o.stats()
-			k := o.attrs.Equivalent()
+			k := aggKey{o.tcp, o.attrs.Equivalent()}
 			v := live[k]
 			v.reads += s.Reads
 			v.writes += s.Writes
 			live[k] = v
 		}
-		in := &t.inst
 		for k, a := range r.aggs {
 			l := live[k]
-			ob.ObserveInt64(in.created, a.created, a.opt)
-			ob.ObserveInt64(in.connCount, a.live, a.opt)
-			ob.ObserveInt64(in.syscallReads, int64(a.reads+l.reads), a.opt)
-			ob.ObserveInt64(in.syscallWrites, int64(a.writes+l.writes), a.opt)
+			ob.ObserveInt64(a.ops.created, a.created, a.opt)
+			ob.ObserveInt64(a.ops.connCount, a.live, a.opt)
+			ob.ObserveInt64(a.ops.syscallReads, int64(a.reads+l.reads), a.opt)
+			ob.ObserveInt64(a.ops.syscallWrites, int64(a.writes+l.writes), a.opt)
 		}
 		return nil
 	}

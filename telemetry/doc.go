@@ -1,6 +1,7 @@
 // Package telemetry exports what hubs and hub conns count as OpenTelemetry
 // metrics: gRFC A80's TCP metrics (grpc.tcp.*) for each conn, and event-loop
-// metrics (hubio.hub.*) for each hub.
+// metrics (hubio.hub.*) for each hub. Unix-socket conns report A80's op
+// metrics as hubio.unix.*, so that grpc.tcp.* counts TCP conns only.
 //
 // Packages poller and transport import no metrics library. They keep plain
 // counters (Hub.Stats, Hub.LoopTime, Conn.Stats, Conn.TCPInfo) and report
