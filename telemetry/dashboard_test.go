@@ -4,11 +4,13 @@ package telemetry_test
 
 import (
 	"context"
+	"net"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/hubio/hubio/telemetry"
+	"github.com/hubio/hubio/transport"
 )
 
 // TestScopeCarriesAVersion: every metric's scope is the package's import
@@ -69,5 +71,50 @@ func TestSizeBucketsStartAboveZero(t *testing.T) {
 	}
 	if dp.BucketCounts[0] != 2 {
 		t.Errorf("writes of 1 and 20 bytes: %d in the first bucket (le=%v), want 2", dp.BucketCounts[0], dp.Bounds[0])
+	}
+}
+
+// TestWriteLatencyRefusedOnMPTCPIsCounted: an MPTCP conn, whose timestamps
+// the hub could never read, is counted in hubio.tcp.timestamping.refused
+// and not sampled.
+func TestWriteLatencyRefusedOnMPTCPIsCounted(t *testing.T) {
+	tel, r := newTelemetry(t, telemetry.WithWriteLatency(1))
+	h := newHub(t)
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(true)
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var d net.Dialer
+	d.SetMultipathTCP(true)
+	dialed, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dialed.Close() })
+	if using, err := dialed.(*net.TCPConn).MultipathTCP(); !using || err != nil {
+		t.Skipf("this kernel does not use MPTCP on loopback (MultipathTCP() = %v, %v)", using, err)
+	}
+	nc, err := transport.NewConn(h, dialed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	c := nc.(*transport.Conn)
+	if err := tel.InstrumentConn(c); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := intSum(r.collect()[telemetry.MetricTimestampRefused]); got != 1 {
+		t.Errorf("%s = %d for one MPTCP conn, want 1", telemetry.MetricTimestampRefused, got)
+	}
+	if st := c.WriteTimestampStats(); st.Sampled != 0 {
+		t.Errorf("MPTCP conn sampled writes: %+v", st)
 	}
 }

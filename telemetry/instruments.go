@@ -159,7 +159,7 @@ func (in *instruments) init(t *Telemetry) error {
 	in.iterations = i64oc(MetricHubIterations, "{iteration}", "Loop iterations: epoll_wait calls by the hub goroutine.")
 	in.iterEvents = func() metric.Int64Histogram {
 		h, err := m.Int64Histogram(MetricHubIterEvents, metric.WithUnit("{event}"),
-			metric.WithDescription("Events returned by each epoll_wait of the hub, its own wakeup included."),
+			metric.WithDescription("Events returned by epoll_wait, its own wakeup included: one poll in 16 (hubio.hub.loop.iterations counts them all)."),
 			metric.WithExplicitBucketBoundaries(eventBuckets...))
 		errs = append(errs, err)
 		return h
