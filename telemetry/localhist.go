@@ -1,17 +1,17 @@
 package telemetry
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
 
 // localHist keeps one writer's histogram of non-negative integer values
-// (a conn direction's syscall sizes, a hub's events per poll) in plain
-// counters, and hands what it counted to an SDK histogram when a reader
-// collects (flush). Recording then costs a few uncontended atomic additions
-// on the writer's own cache lines instead of a call into the metrics SDK
-// per syscall, whose histogram is shared by every conn and every core.
+// (a conn direction's syscall sizes, a hub's sampled events per poll) in
+// plain counters, and hands what it counted to an SDK histogram when a
+// reader collects (flush). Recording then costs one uncontended atomic
+// addition on the writer's own cache lines instead of a call into the
+// metrics SDK per syscall, whose histogram is shared by every conn and
+// every core.
 //
 // flush reproduces the SDK's own result exactly: for each bucket it records
 // as many values as were counted there, adding up to the exact sum of the
@@ -20,46 +20,68 @@ import (
 // give; the min and max that OTLP exporters carry are the least and greatest
 // bucket means (±1) rather than the extremes seen.
 //
+// State layout: each bucket is one word, count<<sumBits | sum, so that one
+// atomic addition counts a value and a reader always sees a bucket's count
+// and sum together. The word holds what was counted since the last fold;
+// every foldEvery values the writer moves all words into wide (under mu),
+// so a word never holds more than foldEvery values (count < 2^countBits)
+// summing to less than 2^sumBits (values are below 2^31).
+//
 // Ownership: one writer at a time calls observe (the goroutine holding the
-// conn's read or write lock, or the hub goroutine). seq is odd while it
-// updates a bucket, so that flush reads a consistent snapshot (a sequence
-// lock with one writer). flush may run in any goroutine; mu serialises
-// flushes and guards the flushed fields and scratch.
+// conn's read or write lock, or the hub goroutine), which alone touches
+// tick. mu guards wide, flushed and scratch: the writer's fold and flush
+// (any goroutine) take it.
 type localHist struct {
-	bounds []float64 // the instrument's bucket boundaries, ascending
-
-	seq     atomic.Uint32
-	buckets []localBucket // len(bounds)+1, counted since creation
+	bounds []float64       // the instrument's bucket boundaries, ascending
+	words  []atomic.Uint64 // len(bounds)+1; see above
+	tick   uint32          // values observed since the last fold; writer only
 
 	mu      sync.Mutex
+	wide    []bucketTotals // folded words, since creation
 	flushed []bucketTotals // what previous flushes handed on
-	scratch []bucketTotals // flush's snapshot
 }
 
-type localBucket struct{ count, sum atomic.Uint64 }
-
 type bucketTotals struct{ count, sum uint64 }
+
+const (
+	sumBits   = 47
+	countBits = 64 - sumBits
+	sumMask   = 1<<sumBits - 1
+	foldEvery = 1 << 16 // < 1<<countBits; foldEvery values below 2^31 sum to less than 2^sumBits
+)
 
 func newLocalHist(bounds []float64) *localHist {
 	n := len(bounds) + 1
 	return &localHist{
 		bounds:  bounds,
-		buckets: make([]localBucket, n),
+		words:   make([]atomic.Uint64, n),
+		wide:    make([]bucketTotals, n),
 		flushed: make([]bucketTotals, n),
-		scratch: make([]bucketTotals, n),
 	}
 }
 
-// observe counts one value v ≥ 0. Writer only.
+// observe counts one value, 0 ≤ v < 2^31. Writer only.
 func (h *localHist) observe(v int) {
 	b := 0
 	for b < len(h.bounds) && float64(v) > h.bounds[b] {
 		b++
 	}
-	h.seq.Add(1)
-	h.buckets[b].count.Add(1)
-	h.buckets[b].sum.Add(uint64(v))
-	h.seq.Add(1)
+	h.words[b].Add(1<<sumBits | uint64(v)&sumMask)
+	if h.tick++; h.tick == foldEvery {
+		h.tick = 0
+		h.fold()
+	}
+}
+
+// fold moves every word into wide. Writer only.
+func (h *localHist) fold() {
+	h.mu.Lock()
+	for b := range h.words {
+		w := h.words[b].Swap(0)
+		h.wide[b].count += w >> sumBits
+		h.wide[b].sum += w & sumMask
+	}
+	h.mu.Unlock()
 }
 
 // flush calls record with values that reproduce what was observed since
@@ -67,20 +89,9 @@ func (h *localHist) observe(v int) {
 func (h *localHist) flush(record func(v float64)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for {
-		s := h.seq.Load()
-		if s&1 != 0 {
-			runtime.Gosched() // the writer is inside observe
-			continue
-		}
-		for b := range h.buckets {
-			h.scratch[b] = bucketTotals{h.buckets[b].count.Load(), h.buckets[b].sum.Load()}
-		}
-		if h.seq.Load() == s {
-			break
-		}
-	}
-	for b, now := range h.scratch {
+	for b := range h.words {
+		w := h.words[b].Load()
+		now := bucketTotals{h.wide[b].count + w>>sumBits, h.wide[b].sum + w&sumMask}
 		d, s := now.count-h.flushed[b].count, now.sum-h.flushed[b].sum
 		h.flushed[b] = now
 		if d == 0 {
