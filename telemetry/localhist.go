@@ -52,9 +52,12 @@ const (
 
 func newLocalHist(bounds []float64) *localHist {
 	n := len(bounds) + 1
+	// A conn's two histograms are written by its reader and its writer, on
+	// different cores: keep a cache line free on each side of the words.
+	words := make([]atomic.Uint64, 8+n+8)[8 : 8+n]
 	return &localHist{
 		bounds:  bounds,
-		words:   make([]atomic.Uint64, n),
+		words:   words,
 		wide:    make([]bucketTotals, n),
 		flushed: make([]bucketTotals, n),
 	}
