@@ -267,13 +267,13 @@ func (r *connRegistry) add(o *connObs) bool {
 // nothing. (A syscall that returns after the conn closed, racing Close, is
 // counted in Conn.Stats but its size is not handed on.)
 func (r *connRegistry) remove(o *connObs) {
+	o.flush() // outside mu, as in observe; a second flush hands on nothing
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.live[o.c] != o {
 		return
 	}
 	delete(r.live, o.c)
-	o.flush()
 	a := r.agg(o)
 	s := o.stats()
 	a.live--
@@ -295,15 +295,31 @@ func (r *connRegistry) agg(o *connObs) *connAgg {
 // observe is the callback of the observable A80 counters. It also hands
 // the live conns' syscall sizes to the size histograms: the SDK runs
 // callbacks before it reads the synchronous instruments, so they are in
-// the same collection.
+// the same collection. The sizes are handed on outside mu, so that a
+// collection with much to hand on does not hold up conns opening and
+// closing.
 func (r *connRegistry) observe(t *Telemetry) metric.Callback {
+	var cmu sync.Mutex   // guards conns: two readers may collect at once
+	var conns []*connObs // scratch, reused by each collection
 	return func(_ context.Context, ob metric.Observer) error {
+		cmu.Lock()
+		r.mu.Lock()
+		conns = conns[:0]
+		for _, o := range r.live {
+			conns = append(conns, o)
+		}
+		r.mu.Unlock()
+		for _, o := range conns {
+			o.flush()
+		}
+		clear(conns) // hold no conn until the next collection
+		cmu.Unlock()
+
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		type sums struct{ reads, writes uint64 }
 		live := make(map[aggKey]sums, len(r.aggs))
 		for _, o := range r.live {
-			o.flush()
 			s := o.stats()
 			k := aggKey{o.tcp, o.attrs.Equivalent()}
 			v := live[k]
