@@ -35,8 +35,9 @@ type Observer interface {
 // SetObserver makes the hub report to o (nil stops reporting) and starts
 // the loop-time accounting read by LoopTime. One hand-off in every
 // handOffEvery is measured (1 measures all; ≤ 0 measures none). A later call
-// replaces the observer. SetObserver wakes the hub once, so that an idle
-// hub starts accounting its park at once.
+// replaces the observer, and every observer AddObserver added. SetObserver
+// wakes the hub once, so that an idle hub starts accounting its park at
+// once.
 func (h *Hub) SetObserver(o Observer, handOffEvery int) {
 	if o == nil {
 		h.obs.box.Store(nil)
@@ -49,6 +50,68 @@ func (h *Hub) SetObserver(o Observer, handOffEvery int) {
 	h.obs.since.CompareAndSwap(0, now())
 	h.obs.box.Store(b)
 	h.Schedule(func() {}) // a closed hub has no loop time to account
+}
+
+// AddObserver makes the hub report to o as well as to the observers it has
+// already (SetObserver's or AddObserver's): each method of each observer is
+// called in the order they were added. One hand-off in every handOffEvery
+// is measured, as in SetObserver; with several observers the hub samples
+// at the smallest positive period any of them asked for, and each observer
+// sees every sampled hand-off. SetObserver (nil included) replaces them
+// all. Package telemetry adds its observer this way, so that a program's
+// own observer keeps working.
+func (h *Hub) AddObserver(o Observer, handOffEvery int) {
+	if o == nil {
+		return
+	}
+	every := uint32(max(handOffEvery, 0))
+	for {
+		old := h.obs.box.Load()
+		b := &observerBox{o: o, every: every}
+		if old != nil {
+			prev, ok := old.o.(observers)
+			if !ok {
+				prev = observers{old.o}
+			}
+			b.o = append(prev[:len(prev):len(prev)], o)
+			if old.every != 0 && (every == 0 || old.every < every) {
+				b.every = old.every
+			}
+		}
+		if h.obs.box.CompareAndSwap(old, b) {
+			break
+		}
+	}
+	h.obs.since.CompareAndSwap(0, now())
+	h.Schedule(func() {}) // as in SetObserver
+}
+
+// observers is the Observer of a hub with more than one (AddObserver):
+// it calls each in turn. Immutable once stored.
+type observers []Observer
+
+func (os observers) LoopDelay(d time.Duration) {
+	for _, o := range os {
+		o.LoopDelay(d)
+	}
+}
+
+func (os observers) Iteration(events int) {
+	for _, o := range os {
+		o.Iteration(events)
+	}
+}
+
+func (os observers) QueueWait(d time.Duration) {
+	for _, o := range os {
+		o.QueueWait(d)
+	}
+}
+
+func (os observers) HandOff(d time.Duration) {
+	for _, o := range os {
+		o.HandOff(d)
+	}
 }
 
 // LoopTime returns how long the hub goroutine has been busy and how long it

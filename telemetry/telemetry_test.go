@@ -24,8 +24,17 @@ import (
 var chunks = []int{1, 100, 4096, 65536, 1 << 20, 7}
 
 func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
+	type names struct{ created, count, writes, writeSize, reads, readSize string }
+	tcpNames := names{telemetry.MetricConnectionsCreated, telemetry.MetricConnectionCount,
+		telemetry.MetricSyscallWrites, telemetry.MetricWriteSize, telemetry.MetricSyscallReads, telemetry.MetricReadSize}
+	unixNames := names{telemetry.MetricUnixConnectionsCreated, telemetry.MetricUnixConnectionCount,
+		telemetry.MetricUnixSyscallWrites, telemetry.MetricUnixWriteSize, telemetry.MetricUnixSyscallReads, telemetry.MetricUnixReadSize}
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
+			n, other := tcpNames, unixNames
+			if network == "unix" {
+				n, other = unixNames, tcpNames
+			}
 			tel, r := newTelemetry(t)
 			h := hubtest.NewHub(t)
 			c, s := pair(t, h, network)
@@ -39,8 +48,8 @@ func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
 			written += pump(t, s, c, []int{10, 20})
 
 			m := r.collect()
-			wn, wsum, _, _ := histStats(m[telemetry.MetricWriteSize])
-			rn, rsum, _, _ := histStats(m[telemetry.MetricReadSize])
+			wn, wsum, _, _ := histStats(m[n.writeSize])
+			rn, rsum, _, _ := histStats(m[n.readSize])
 			if int(wsum) != written {
 				t.Errorf("write_size sums to %v bytes, want the %d written", wsum, written)
 			}
@@ -48,37 +57,42 @@ func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
 				t.Errorf("read_size sums to %v bytes, want the %d written", rsum, written)
 			}
 			cs, ss := c.Stats(), s.Stats()
-			if got := intSum(m[telemetry.MetricSyscallWrites]); uint64(got) != cs.Writes+ss.Writes || uint64(got) != wn {
+			if got := intSum(m[n.writes]); uint64(got) != cs.Writes+ss.Writes || uint64(got) != wn {
 				t.Errorf("syscall_writes = %d, want %d (Stats) and %d (write_size records)", got, cs.Writes+ss.Writes, wn)
 			}
-			if got := intSum(m[telemetry.MetricSyscallReads]); uint64(got) != cs.Reads+ss.Reads || uint64(got) != rn {
+			if got := intSum(m[n.reads]); uint64(got) != cs.Reads+ss.Reads || uint64(got) != rn {
 				t.Errorf("syscall_reads = %d, want %d (Stats) and %d (read_size records)", got, cs.Reads+ss.Reads, rn)
 			}
 			if got := cs.BytesWritten + ss.BytesWritten; got != uint64(written) {
 				t.Errorf("Stats count %d bytes written, want %d", got, written)
 			}
-			if got := intSum(m[telemetry.MetricConnectionsCreated]); got != 2 {
+			if got := intSum(m[n.created]); got != 2 {
 				t.Errorf("connections_created = %d, want 2", got)
 			}
-			if got := intSum(m[telemetry.MetricConnectionCount]); got != 2 {
+			if got := intSum(m[n.count]); got != 2 {
 				t.Errorf("connection_count = %d while open, want 2", got)
 			}
 
 			c.Close()
 			s.Close()
 			m = r.collect()
-			if got := intSum(m[telemetry.MetricConnectionCount]); got != 0 {
+			if got := intSum(m[n.count]); got != 0 {
 				t.Errorf("connection_count = %d after close, want 0", got)
 			}
-			if got := intSum(m[telemetry.MetricConnectionsCreated]); got != 2 {
+			if got := intSum(m[n.created]); got != 2 {
 				t.Errorf("connections_created = %d after close, want 2", got)
 			}
-			if got := intSum(m[telemetry.MetricSyscallWrites]); uint64(got) != wn {
+			if got := intSum(m[n.writes]); uint64(got) != wn {
 				t.Errorf("syscall_writes = %d after close, want %d: closed conns must keep counting", got, wn)
+			}
+			for _, name := range []string{other.created, other.count, other.writes, other.writeSize, other.reads, other.readSize} {
+				if _, ok := m[name]; ok {
+					t.Errorf("%s conns recorded %s", network, name)
+				}
 			}
 			_, hasRTT := m[telemetry.MetricMinRTT]
 			if network == "unix" && hasRTT {
-				t.Errorf("a unix conn recorded %s; unix sockets get op metrics only", telemetry.MetricMinRTT)
+				t.Errorf("a unix conn recorded %s; unix sockets get hubio.unix.* op metrics only", telemetry.MetricMinRTT)
 			}
 			if network == "tcp" && !hasRTT {
 				t.Errorf("no %s from the sample taken at close", telemetry.MetricMinRTT)
@@ -247,8 +261,12 @@ func TestLoopDelayRecorded(t *testing.T) {
 	if got := intSum(m[telemetry.MetricHubIterations]); got <= 0 {
 		t.Errorf("iterations = %d", got)
 	}
-	if n, _, _, _ := histStats(m[telemetry.MetricHubIterEvents]); n == 0 {
-		t.Error("no events-per-iteration records")
+	// loop.events counts one poll in 16: the 5 ms probe makes more.
+	if !waitFor(10*time.Second, func() bool {
+		n, _, _, _ := histStats(r.collect()[telemetry.MetricHubIterEvents])
+		return n > 0
+	}) {
+		t.Error("no events-per-iteration records in 10 s")
 	}
 	if c, ok := m[telemetry.MetricHubCallbacks].(metricdata.Sum[int64]); !ok || len(c.DataPoints) != 2 {
 		t.Errorf("callbacks: want scheduled and timer series, got %+v", m[telemetry.MetricHubCallbacks])
