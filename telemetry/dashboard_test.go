@@ -9,6 +9,7 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
@@ -17,7 +18,7 @@ import (
 // path with the module's version.
 func TestScopeCarriesAVersion(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	var rm metricdata.ResourceMetrics
 	if err := r.r.Collect(context.Background(), &rm); err != nil {
@@ -37,7 +38,7 @@ func TestScopeCarriesAVersion(t *testing.T) {
 // exported, at 0, from its first collection, before any sample is taken.
 func TestRetransmitCountersExistAtZero(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithTCPInfoInterval(0))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	c, _ := pair(t, h, "tcp")
 	tel.InstrumentConn(c)
@@ -56,7 +57,7 @@ func TestRetransmitCountersExistAtZero(t *testing.T) {
 // can fall in.
 func TestSizeBucketsStartAboveZero(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	c, s := pair(t, h, "tcp")
 	tel.InstrumentConn(c)
@@ -79,7 +80,7 @@ func TestSizeBucketsStartAboveZero(t *testing.T) {
 // and not sampled.
 func TestWriteLatencyRefusedOnMPTCPIsCounted(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithWriteLatency(1))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(true)
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")

@@ -12,6 +12,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/telemetry"
 )
 
@@ -20,7 +21,7 @@ import (
 // Telemetry on the global provider, so the hub reports one series with the
 // right value (not each hub twice as hubio.hub.id=1).
 func TestProviderInstalledLaterCountsHubOnce(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, s := pair(t, h, "tcp")
 	before, err := telemetry.ForProvider(nil)
 	if err != nil {
@@ -61,7 +62,7 @@ func TestUtilizationSameForEveryReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	util := func(r *sdkmetric.ManualReader) float64 {
 		t.Helper()
@@ -90,7 +91,7 @@ func TestUtilizationSameForEveryReader(t *testing.T) {
 	})
 	<-done
 	_, idle0 := h.LoopTime()
-	if !waitFor(10*time.Second, func() bool { _, idle := h.LoopTime(); return idle-idle0 >= 200*time.Millisecond }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { _, idle := h.LoopTime(); return idle-idle0 >= 200*time.Millisecond }) {
 		t.Fatal("the hub accounted less than 200 ms parked in 10 s")
 	}
 	a := util(ra)
@@ -115,7 +116,7 @@ func (o *countingObserver) HandOff(time.Duration)   {}
 // observer the program set in place, and telemetry records as well.
 func TestInstrumentHubKeepsProgramObserver(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithLoopDelayProbe(0))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	mine := &countingObserver{}
 	h.SetObserver(mine, 0)
 	if err := tel.InstrumentHub(h); err != nil {
@@ -127,7 +128,7 @@ func TestInstrumentHubKeepsProgramObserver(t *testing.T) {
 		h.Schedule(func() { close(done) })
 		<-done
 	}
-	if !waitFor(10*time.Second, func() bool { return mine.iterations.Load() >= start+3 }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { return mine.iterations.Load() >= start+3 }) {
 		t.Errorf("the program's observer saw %d iterations over 40 wake-ups after InstrumentHub, want ≥ 3",
 			mine.iterations.Load()-start)
 	}

@@ -262,7 +262,7 @@ func TestLoopDelayRecorded(t *testing.T) {
 		t.Errorf("iterations = %d", got)
 	}
 	// loop.events counts one poll in 16: the 5 ms probe makes more.
-	if !waitFor(10*time.Second, func() bool {
+	if !hubtest.WaitFor(10*time.Second, func() bool {
 		n, _, _, _ := histStats(r.collect()[telemetry.MetricHubIterEvents])
 		return n > 0
 	}) {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -18,7 +19,7 @@ import (
 // never reads them; EnableWriteTimestamps refuses it with EOPNOTSUPP and
 // leaves the conn working.
 func TestWriteTimestampsRefusedOnMPTCP(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	var lc net.ListenConfig
 	lc.SetMultipathTCP(true)
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -32,7 +33,7 @@ func TestICMPErrorReachesWaiterWithRecvErr(t *testing.T) {
 			name = "timestamps on"
 		}
 		t.Run(name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHub(t)
 			c1, c2 := pipe(t, h, "tcp", true, true)
 			c := c1.(*transport.Conn)
 			raw, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
