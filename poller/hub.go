@@ -68,7 +68,7 @@ func withEventBatch(n int) Option {
 }
 
 // Stats are a hub's counters since New. All are cumulative except
-// Registered.
+// Registered and Conns.
 type Stats struct {
 	Iterations uint64 // loop iterations: epoll_wait calls by the hub goroutine
 	Events     uint64 // readiness events delivered to registered fds
@@ -76,7 +76,13 @@ type Stats struct {
 	Writes     uint64 // signals that wrote to the eventfd (the rest coalesced)
 	Callbacks  uint64 // Schedule callbacks run
 	Timers     uint64 // timer callbacks run (AfterFunc and deadlines)
-	Registered int64  // fds registered now
+	Registered int64  // fds registered now: conns and listeners
+	// Conns is the number of conns registered now: Registered less the
+	// listening sockets (those registered with RegisterListener, as
+	// package transport registers its listeners). It answers "how many
+	// conns does this hub hold": a server whose conns are on the hub shows
+	// one per connected client, an idle one 0.
+	Conns int64
 }
 
 // Hub is an event loop: one goroutine that owns an epoll set, a wakeup
@@ -162,6 +168,7 @@ type Hub struct {
 	callbacks  atomic.Uint64
 	timersRun  atomic.Uint64
 	registered atomic.Int64
+	conns      atomic.Int64 // registered less listeners; as registered
 
 	obs observing // telemetry hooks; see observer.go
 }
@@ -383,6 +390,7 @@ func (h *Hub) Stats() Stats {
 		Callbacks:  h.callbacks.Load(),
 		Timers:     h.timersRun.Load(),
 		Registered: h.registered.Load(),
+		Conns:      h.conns.Load(),
 	}
 	if h.wake != nil {
 		ws := h.wake.Stats()
@@ -443,7 +451,7 @@ func (h *Hub) shutdown() {
 	h.regMu.Unlock()
 	for _, r := range regs {
 		if r != nil {
-			h.registered.Add(-1) // it left regs, as in Deregister
+			h.unregistered(r) // it left regs, as in Deregister
 			r.fail(stateHubClosed)
 		}
 	}
