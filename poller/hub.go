@@ -81,7 +81,8 @@ type Stats struct {
 	// listening sockets (those registered with RegisterListener, as
 	// package transport registers its listeners). It answers "how many
 	// conns does this hub hold": a server whose conns are on the hub shows
-	// one per connected client, an idle one 0.
+	// one per connected client (a client dialing on the same hub adds its
+	// own), an idle one 0.
 	Conns int64
 }
 
