@@ -337,7 +337,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // logs a warning naming the field, as grpc.WithKeepaliveParams does with a
 // too small Time.
 func (c Config) DialOption() grpc.DialOption {
-	return grpc.WithContextDialer(c.forClient().Dial)
+	return grpc.WithContextDialer(c.forClient().dial)
 }
 
 // DialOptions returns DialOption() and, when ClientKeepalive is set,
@@ -364,6 +364,12 @@ func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err := c.validateClient(); err != nil {
 		return nil, err
 	}
+	return c.dial(ctx, addr)
+}
+
+// dial is Dial for a Config whose client side is known to be valid
+// (DialOption's, fixed by forClient once): it checks nothing.
+func (c Config) dial(ctx context.Context, addr string) (net.Conn, error) {
 	network, address := ParseTarget(addr)
 	return c.dialProxied(ctx, network, address, c.dialDirect)
 }

@@ -18,13 +18,17 @@
 // through one that changes the byte stream; a conn left off the hub is
 // counted in ServerStats.OffHub and logged once per server, or refused with
 // Config.RequireHub (counted in ServerStats.Refused, the first logged at
-// error level). ReadServerStats counts for the whole process, Config.Stats
-// for the servers of one Config. Hub.Stats().Conns counts the conns a hub
-// holds now (Registered counts its listeners too). It recognises such a wrapper by reflection (one
-// embedded conn, no Read, Write or deadline setter of its own), or, for a
-// wrapper that reflection cannot judge, because the wrapper says so by
-// implementing Bypassable (BypassConn returns the conn whose Read, Write
+// error level). It recognises a wrapper it may look through by reflection
+// (one embedded conn, no Read, Write or deadline setter of its own), or,
+// for a wrapper that reflection cannot judge, because the wrapper says so
+// by implementing Bypassable (BypassConn returns the conn whose Read, Write
 // and deadlines it passes through unchanged).
+//
+// To see that a server's conns are on the hub: Hub.Stats().Conns counts
+// the conns a hub holds now (Registered counts its listeners too), and
+// ServerStats counts what the credentials did with each conn, for the
+// whole process (ReadServerStats) or for the servers of one Config
+// (Config.Stats).
 //
 // # What grpc-go and package net do only for their own conn types
 //
