@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -23,7 +24,7 @@ import (
 // which grpc-go type-asserts as *net.TCPConn; a hub server conn (Listen)
 // keeps grpc-go's default 20 s and a hub client conn (DialOption) none.
 func TestKeepaliveSetTheGRPCGoWay(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	const infinite = time.Duration(math.MaxInt64)
 	for _, tc := range []struct {
 		name     string
@@ -37,7 +38,7 @@ func TestKeepaliveSetTheGRPCGoWay(t *testing.T) {
 		{"hub, Time infinite", infinite, true, 20000, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			var lis net.Listener
 			var err error
 			if tc.hub {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 )
@@ -80,8 +81,8 @@ func requireHubChild() error {
 // ServerCounters, one whose listener keeps its conns off the hub: each
 // counts only its own conns, and ReadServerStats counts both.
 func TestConfigStatsCountOneServer(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	var onSt, offSt grpcopt.ServerCounters
 	before := grpcopt.ReadServerStats()
 

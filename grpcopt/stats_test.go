@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -16,8 +17,8 @@ import (
 // listener shows Conns 0 (its listener is in Registered only), one
 // connected client shows 1, and 0 again once the client has left.
 func TestHubConnsCountsClientsNotTheListener(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	lis, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestHubConnsCountsClientsNotTheListener(t *testing.T) {
 		t.Fatalf("one client: Conns %d, Registered %d; want 1, 2", s.Conns, s.Registered)
 	}
 	cc.Close()
-	if !waitFor(10*time.Second, func() bool { return h.Stats().Conns == 0 }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Conns == 0 }) {
 		t.Fatalf("after the client left: Conns %d, want 0", h.Stats().Conns)
 	}
 }

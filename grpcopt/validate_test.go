@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -45,8 +46,8 @@ var badConfigs = []struct {
 // a bad server-side duration, DialOptions and Dial a bad client-side one,
 // each naming the field, and neither side fails for the other's fields.
 func TestEachSideRefusesOnlyItsOwnBadFields(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	for _, tc := range badConfigs {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -83,8 +84,8 @@ func TestEachSideRefusesOnlyItsOwnBadFields(t *testing.T) {
 // take every Config the plural forms refuse, without panicking, and still
 // serve and dial: each bad field is dropped or clamped.
 func TestOneValueFormsNeverPanic(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	for _, tc := range badConfigs {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -122,8 +123,8 @@ func TestOneValueFormsNeverPanic(t *testing.T) {
 // dropped (the default applies), one beyond TCP_USER_TIMEOUT's range is
 // clamped to its largest value. The caller's keepalive is not changed.
 func TestOneValueFormsClampTheUserTimeout(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	kp := &keepalive.ServerParameters{Timeout: tooLong}
 	for _, tc := range []struct {
 		name string

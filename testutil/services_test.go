@@ -12,6 +12,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -130,8 +131,13 @@ func TestResetThroughGRPC(t *testing.T) {
 			if _, err := e.Client.Unary(ctx, []byte("again"), grpc.WaitForReady(true)); err != nil {
 				t.Fatalf("Unary after the reset: %v", err)
 			}
-			if conns := e.ServerFaults.Conns(); len(conns) != 1 || (side == "server" && conns[0] == fc) {
-				t.Errorf("live server conns after the reconnect: %d, want 1 new one", len(conns))
+			// The server closes the old conn once it reads the reset: wait.
+			newOnly := func() bool {
+				conns := e.ServerFaults.Conns()
+				return len(conns) == 1 && conns[0] != fc
+			}
+			if !hubtest.WaitFor(wait, newOnly) {
+				t.Errorf("live server conns after the reconnect: %d, want 1 new one", len(e.ServerFaults.Conns()))
 			}
 		})
 	}
