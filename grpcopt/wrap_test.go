@@ -360,9 +360,13 @@ func TestOffHubConnsAreLoggedOncePerServer(t *testing.T) {
 	if n := strings.Count(out, "stay off the hub"); n != 1 {
 		t.Fatalf("off-hub warnings: %d, want 1; output:\n%s", n, out)
 	}
-	for _, want := range []string{"WARNING", "*grpcopt_test.limitedWriter", "defines Write", "RequireHub"} {
+	for _, want := range []string{"WARNING", "*grpcopt_test.limitedWriter", "defines Write", "RequireHub",
+		"served through the conn grpc-go was given"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("the warning lacks %q; output:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "package net") {
+		t.Fatalf("the warning says the conn is served by package net, which it need not be; output:\n%s", out)
 	}
 }

@@ -195,6 +195,7 @@ func (g *Group) Stats() GroupStats {
 		t.Callbacks += st.Callbacks
 		t.Timers += st.Timers
 		t.Registered += st.Registered
+		t.Conns += st.Conns
 	}
 	return s
 }

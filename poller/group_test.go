@@ -328,3 +328,25 @@ func TestGroupCloseReportsAHubThatStoppedOnItsOwn(t *testing.T) {
 		within(t, 5*time.Second, h.Done(), fmt.Sprintf("hub %d's goroutine exits", i))
 	}
 }
+
+// TestGroupStatsSumConns: GroupStats.Total.Conns is the sum of its hubs'.
+func TestGroupStatsSumConns(t *testing.T) {
+	g := newGroup(t, 2)
+	for i, h := range g.Hubs() {
+		for range i + 1 {
+			r, _ := pipe(t)
+			if _, err := h.Register(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, _ := pipe(t)
+		if _, err := h.RegisterListener(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := g.Stats()
+	if s.Hubs[0].Conns != 1 || s.Hubs[1].Conns != 2 || s.Total.Conns != 3 || s.Total.Registered != 5 {
+		t.Fatalf("conns per hub %d, %d, total %d (registered %d); want 1, 2, 3 (5)",
+			s.Hubs[0].Conns, s.Hubs[1].Conns, s.Total.Conns, s.Total.Registered)
+	}
+}

@@ -39,6 +39,9 @@ type Registration struct {
 	hub *Hub   // immutable
 	fd  int    // immutable
 	gen uint32 // immutable after Register: stale events carry another value
+	// listener is immutable: registered by RegisterListener, so not
+	// counted in Stats.Conns.
+	listener bool
 
 	// state is stateOpen until Deregister or the hub's shutdown changes it,
 	// once (CAS).
@@ -79,7 +82,17 @@ type direction struct {
 // the fd. Keep it so: a callback or timer that captures the owner makes the
 // hub keep it alive.
 func (h *Hub) Register(fd int) (*Registration, error) {
-	r := &Registration{hub: h, fd: fd}
+	return h.register(fd, false)
+}
+
+// RegisterListener is Register for a listening socket: the fd counts in
+// Stats.Registered but not in Stats.Conns. Everything else is as Register.
+func (h *Hub) RegisterListener(fd int) (*Registration, error) {
+	return h.register(fd, true)
+}
+
+func (h *Hub) register(fd int, listener bool) (*Registration, error) {
+	r := &Registration{hub: h, fd: fd, listener: listener}
 	for m := range r.dirs {
 		d := &r.dirs[m]
 		d.token = make(chan struct{}, 1)
@@ -110,6 +123,9 @@ func (h *Hub) Register(fd int) (*Registration, error) {
 	}
 	h.regs[fd] = r
 	h.registered.Add(1)
+	if !listener {
+		h.conns.Add(1)
+	}
 	h.regMu.Unlock()
 	return r, nil
 }
@@ -145,10 +161,19 @@ func (r *Registration) Deregister() {
 	if r.fd < len(h.regs) && h.regs[r.fd] == r {
 		h.regs[r.fd] = nil
 		h.p.del(r.fd) // under regMu: the poll fd is still open
-		h.registered.Add(-1)
+		h.unregistered(r)
 	}
 	h.regMu.Unlock()
 	r.wakeAll()
+}
+
+// unregistered takes r, which has just left the registration table, off
+// the counts.
+func (h *Hub) unregistered(r *Registration) {
+	h.registered.Add(-1)
+	if !r.listener {
+		h.conns.Add(-1)
+	}
 }
 
 // closeByHub marks the registration closed by its hub's shutdown and wakes

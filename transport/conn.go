@@ -332,7 +332,7 @@ func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
-	fd, err := moveFD(h, c.(syscall.Conn))
+	fd, err := moveFD(h, c.(syscall.Conn), false)
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -363,9 +363,9 @@ func addrNetwork(a net.Addr) string {
 	return a.Network()
 }
 
-// moveFD registers a duplicate of a socket's fd with h; the original stays
-// its owner's.
-func moveFD(h *poller.Hub, sc syscall.Conn) (*netFD, error) {
+// moveFD registers a duplicate of a socket's fd with h (as a listener's,
+// see registerFD, if listener is set); the original stays its owner's.
+func moveFD(h *poller.Hub, sc syscall.Conn, listener bool) (*netFD, error) {
 	if err := h.Err(); err != nil {
 		return nil, err
 	}
@@ -373,5 +373,5 @@ func moveFD(h *poller.Hub, sc syscall.Conn) (*netFD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFD(h, s)
+	return registerFD(h, s, listener)
 }

@@ -56,3 +56,5 @@ func (*netFD) acceptConn(func() *poller.Hub, bool) (*netFD, net.Addr, net.Addr, 
 func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAliveSettings) (*netFD, error) {
 	return nil, errUnsupported
 }
+
+func registerFD(*poller.Hub, int, bool) (*netFD, error) { return nil, errUnsupported }
