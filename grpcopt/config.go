@@ -62,6 +62,13 @@ type Config struct {
 	// component), with the conn's Go type and the remedy; all are counted
 	// in ServerStats.Refused.
 	RequireHub bool
+	// MultipathTCP makes Dial ask for Multipath TCP, as
+	// net.Dialer.SetMultipathTCP(true) does, falling back to TCP where the
+	// kernel has none (see transport.Dialer.SetMultipathTCP). An MPTCP
+	// socket refuses TCP_USER_TIMEOUT: such conns go without it, counted in
+	// SockoptStats, as grpc-go leaves them. Servers need no setting: Listen
+	// and package net's listeners accept MPTCP clients already.
+	MultipathTCP bool
 	// NoProxy turns off the HTTP CONNECT proxy that the dialer otherwise
 	// takes from the environment (HTTPS_PROXY, NO_PROXY), as
 	// grpc.WithNoProxy does for grpc-go's own dialer. grpc.WithNoProxy
@@ -171,16 +178,18 @@ func (c Config) clientUserTimeout() time.Duration {
 }
 
 // wrap turns a hub conn into what grpc-go is handed, with TCP_USER_TIMEOUT
-// set to userTimeout (none if 0).
-func (c Config) wrap(hc *transport.Conn, userTimeout time.Duration) (*Conn, error) {
+// set to userTimeout (none if 0). The option is best-effort, as grpc-go's
+// SetTCPUserTimeout is on a *net.TCPConn: a socket that refuses it (an
+// MPTCP socket does) is counted in SockoptStats and served without it,
+// never closed. server says which count.
+func (c Config) wrap(hc *transport.Conn, userTimeout time.Duration, server bool) *Conn {
 	if userTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
-		if err := setUserTimeout(hc, userTimeout); err != nil {
-			hc.Close()
-			return nil, err
+		if err := setUserTimeout(hc, userTimeout); err != nil && !errors.Is(err, net.ErrClosed) {
+			sockoptRefused(server)
 		}
 	}
 	c.instrument(hc)
-	return &Conn{Conn: hc}, nil
+	return &Conn{Conn: hc}
 }
 
 // ServerOption is a grpc.ServerOption whose credentials move each accepted
@@ -307,19 +316,14 @@ type listener struct {
 	cfg Config
 }
 
-// Accept returns the next conn as a *Conn. A conn whose socket options
-// cannot be set is closed and skipped: an error here would stop
-// grpc.Server.Serve, which retries only temporary ones.
+// Accept returns the next conn as a *Conn. Its socket options are
+// best-effort (see SockoptStats): a conn is never dropped for one.
 func (l *listener) Accept() (net.Conn, error) {
-	for {
-		hc, err := l.Listener.AcceptHub()
-		if err != nil {
-			return nil, err
-		}
-		if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
-			return c, nil
-		}
+	hc, err := l.Listener.AcceptHub()
+	if err != nil {
+		return nil, err
 	}
+	return l.cfg.wrap(hc, l.cfg.serverUserTimeout(), true), nil
 }
 
 // DialOption returns grpc.WithContextDialer with a dialer that connects on
@@ -378,18 +382,16 @@ func (c Config) dial(ctx context.Context, addr string) (net.Conn, error) {
 func (c Config) dialDirect(ctx context.Context, network, address string) (net.Conn, error) {
 	if c.unsupported() {
 		d := net.Dialer{Timeout: c.DialTimeout, Resolver: c.resolver}
+		d.SetMultipathTCP(c.MultipathTCP)
 		return d.DialContext(ctx, network, address)
 	}
 	d := transport.Dialer{Hub: c.pickHub(), Timeout: c.DialTimeout, Resolver: c.resolver}
+	d.SetMultipathTCP(c.MultipathTCP)
 	hc, err := d.DialHub(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.wrap(hc, c.clientUserTimeout())
-	if err != nil {
-		return nil, err // not a typed nil in a net.Conn
-	}
-	return conn, nil
+	return c.wrap(hc, c.clientUserTimeout(), false), nil
 }
 
 // ParseTarget splits an address given to a grpc-go custom dialer into a

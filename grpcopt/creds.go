@@ -90,10 +90,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 		}
 		return nil, nil, err
 	}
-	hc, err := c.cfg.wrap(moved, c.cfg.serverUserTimeout())
-	if err != nil {
-		return nil, nil, err
-	}
+	hc := c.cfg.wrap(moved, c.cfg.serverUserTimeout(), true)
 	if wrapped {
 		hc.outer = raw
 	}

@@ -191,9 +191,10 @@ func (c *Conn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
 }
 
 // MultipathTCP reports whether the conn is using MPTCP, as
-// (*net.TCPConn).MultipathTCP does. Hub dialers never ask for MPTCP, but a
-// conn accepted from a listener package net created may use it (package
-// net listens with MPTCP by default where the kernel supports it).
+// (*net.TCPConn).MultipathTCP does: a conn dialed by a Dialer given
+// SetMultipathTCP(true), or accepted from an MPTCP client by a listener
+// package net created (package net listens with MPTCP by default where the
+// kernel supports it, and Listen listens through package net).
 func (c *Conn) MultipathTCP() (bool, error) {
 	using, err := c.fd.multipathTCP()
 	if err != nil {
