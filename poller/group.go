@@ -15,8 +15,9 @@ type Balance int
 
 const (
 	// LeastRegistered (the default) picks the live hub with the fewest
-	// registered fds, so that long-lived conns spread evenly however they
-	// come and go. Ties go round robin.
+	// registered conns (Stats.Conns: listening sockets are not load), so
+	// that long-lived conns spread evenly however they come and go. Ties
+	// go round robin.
 	LeastRegistered Balance = iota
 	// RoundRobin picks the live hubs in turn, ignoring their load.
 	RoundRobin
@@ -159,7 +160,7 @@ func (g *Group) Next() *Hub {
 		if h.closing.Load() {
 			continue
 		}
-		if r := h.registered.Load(); best == nil || r < least {
+		if r := h.conns.Load(); best == nil || r < least {
 			best, least = h, r
 		}
 	}

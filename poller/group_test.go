@@ -398,3 +398,23 @@ func TestGroupStatsSumConns(t *testing.T) {
 			s.Hubs[0].Conns, s.Hubs[1].Conns, s.Total.Conns, s.Total.Registered)
 	}
 }
+
+// TestGroupLeastRegisteredDoesNotCountListeners: a hub's listening sockets
+// are not load, so a group whose listener sits on hub 0 still spreads its
+// conns evenly.
+func TestGroupLeastRegisteredDoesNotCountListeners(t *testing.T) {
+	g := newGroup(t, 2)
+	lr, _ := pipe(t)
+	lis, err := g.Hubs()[0].RegisterListener(lr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lis.Deregister)
+	for range 6 {
+		registerOnNext(t, g)
+	}
+	s := g.Stats()
+	if s.Hubs[0].Conns != 3 || s.Hubs[1].Conns != 3 {
+		t.Fatalf("conns per hub %d, %d with a listener on hub 0; want 3, 3", s.Hubs[0].Conns, s.Hubs[1].Conns)
+	}
+}
