@@ -90,7 +90,7 @@ func measureIdle(j job) (result, error) {
 		// One OS thread per idle server conn: let the runtime have them.
 		debug.SetMaxThreads(max(10000, j.Idle+1000))
 	}
-	ep, err := newEndpoints(j.Transport)
+	ep, err := newEndpoints(j.Transport, sideServer)
 	if err != nil {
 		return result{}, err
 	}
