@@ -78,12 +78,15 @@ type result struct {
 // childTimeout bounds a child's life beyond the time its job asks for.
 const childTimeout = 2 * time.Minute
 
-// spawn runs j in a child process (this executable) and returns its result.
-// A failed child's error carries the end of its stderr.
-func spawn(ctx context.Context, j job) (result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return result{}, err
+// spawn runs j in a child process (exe, or this executable if exe is "")
+// and returns its result. A failed child's error carries the end of its
+// stderr.
+func spawn(ctx context.Context, exe string, j job) (result, error) {
+	var err error
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return result{}, err
+		}
 	}
 	spec, err := json.Marshal(j)
 	if err != nil {

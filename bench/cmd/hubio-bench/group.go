@@ -19,7 +19,7 @@ import (
 // groupSize returns N for a transport named "hubN" (N ≥ 2), 1 for "hub",
 // and 0 for any other name.
 func groupSize(name string) int {
-	if name == transportHub {
+	if name = baseTransport(name); name == transportHub {
 		return 1
 	}
 	rest, ok := strings.CutPrefix(name, transportHub)

@@ -29,7 +29,7 @@
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
 //	            [-conns 1] [-transports std,hub,threads] [-hubs 1,2,4]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
-//	            [-setup both,server,client] [-cpuprofile DIR] [-trace DIR] [-metrics]
+//	            [-setup both,server,client] [-alt BINARY] [-cpuprofile DIR] [-trace DIR] [-metrics]
 //
 // The results table (markdown) and the hubs' events and polls per RPC go
 // to stdout, a chart of RPCs/s to the -svg file, one CPU profile per run to
@@ -100,6 +100,7 @@ type config struct {
 	trace      string        // directory for one execution trace per run; "" for none
 	metrics    bool          // compare telemetry off and on (see transportHubSDK)
 	setups     []string      // setupBoth, setupServer, setupClient (see peer.go)
+	alt        string        // another hubio-bench binary, for the transports named NAME@alt
 }
 
 // Flag defaults, and what -quick changes them to unless they are given.
@@ -138,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub,hub-sdk unless given (hub: no MeterProvider installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
 	fs.Var((*stringList)(&cfg.setups), "setup", "where the transport under test runs: both (server and clients in one process, each on it), "+
 		"server (the server alone on it, clients on package net in another process), client (the clients alone on it, a package-net server in another process); a list runs each")
+	fs.StringVar(&cfg.alt, "alt", "", "another hubio-bench binary (this bench/ built against another commit's library) that runs the transports named NAME@alt, interleaved with this binary's: -transports std,hub@alt,hub")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
 	fs.StringVar(&cfg.trace, "trace", "", "write an execution trace of each run's measured time into this directory (go tool trace)")
 	if err := fs.Parse(args); err != nil {
@@ -206,8 +208,14 @@ func (c config) check() error {
 		}
 	}
 	for _, t := range c.transports {
+		if isAlt(t) && c.alt == "" {
+			return fmt.Errorf("-transports %s: name the other binary with -alt", t)
+		}
+		if isAlt(t) && c.idle > 0 {
+			return fmt.Errorf("-transports %s: idle mode has no -alt", t)
+		}
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat or hub-notel)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat or hub-notel, each optionally with @alt)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {

@@ -147,6 +147,29 @@ func TestSplitSetUpsRunTheOtherSideInAPeerProcessAndReportItsCPU(t *testing.T) {
 	}
 }
 
+func TestAltBinaryRunsTheTransportsMarkedAlt(t *testing.T) {
+	// The test binary is a child too (TestMain), so it stands in for a
+	// hubio-bench built from another commit.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub@alt,hub", "-alt=" + exe, "-svg="}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "failed") || !strings.Contains(out, "|  | hub@alt | ") || !strings.Contains(out, "| unary 64B c2 | hub@alt | ") {
+		t.Errorf("no hub@alt rows in:\n%s", out)
+	}
+	args = []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub@alt", "-alt=" + filepath.Join(t.TempDir(), "missing"), "-svg="}
+	stdout.Reset()
+	if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "| hub@alt | failed:") {
+		t.Errorf("a missing -alt binary: code %d, output:\n%s", code, stdout.String())
+	}
+}
+
 // rowOf returns the line of out that starts with prefix, or "".
 func rowOf(out, prefix string) string {
 	for _, l := range strings.Split(out, "\n") {
@@ -188,6 +211,7 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"-svg=chart.png"},
 		{"-setup=elsewhere"},
 		{"-setup="},
+		{"-transports=std,hub@alt"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 {

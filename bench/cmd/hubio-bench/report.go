@@ -228,8 +228,8 @@ func writeRatios(w io.Writer, cfg config, results []caseResult) {
 		return
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| case | transport | RPCs/s vs std (rounds) | CPU/RPC vs std (rounds) | peer CPU/RPC vs std |")
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|")
+	fmt.Fprintln(w, "| case | transport | RPCs/s vs std (rounds) | CPU/RPC vs std (rounds) | peer CPU/RPC vs std | CPU over peer's, vs std (rounds) |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|")
 	for _, cr := range results {
 		b := cr.outcomes[base]
 		for t, name := range cfg.transports {
@@ -239,14 +239,22 @@ func writeRatios(w io.Writer, cfg config, results []caseResult) {
 			}
 			rps := ratioRange(o, b, func(m metrics) float64 { return m.rps })
 			cpu := ratioRange(o, b, func(m metrics) float64 { return float64(m.cpuPerRPC) })
-			peer := "–"
+			peer, rel := "–", "–"
 			if b.med.peerCPUPerRPC > 0 {
 				peer = fmt.Sprintf("%.2f", float64(o.med.peerCPUPerRPC)/float64(b.med.peerCPUPerRPC))
+				rel = ratioRange(o, b, func(m metrics) float64 {
+					if m.peerCPUPerRPC == 0 {
+						return 0
+					}
+					return float64(m.cpuPerRPC) / float64(m.peerCPUPerRPC)
+				})
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", cr.c, name, rps, cpu, peer)
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", cr.c, name, rps, cpu, peer, rel)
 		}
 	}
-	fmt.Fprintln(w, "\nRatios over std in the same run: of the medians, with the range of the rounds' own ratios in brackets (rounds paired in order).")
+	fmt.Fprintln(w, "\nRatios over std in the same run: of the medians, with the range of the rounds' own ratios in brackets (rounds paired in order). "+
+		"CPU over peer's: each run's CPU per RPC divided by its peer process's (package net in both runs), so that a round's machine load, "+
+		"which moves both processes alike, cancels; then hub's over std's.")
 }
 
 // ratioRange returns f's median over o's rounds divided by b's, and the

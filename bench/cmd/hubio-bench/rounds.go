@@ -181,7 +181,7 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 			for t, name := range cfg.transports {
 				prog.step(fmt.Sprintf("%s: %s, round %d/%d", c, name, round+1, cfg.rounds))
 				j := job{
-					Kind: kindRPC, Transport: name, Mode: c.mode, Payload: c.payload,
+					Kind: kindRPC, Transport: baseTransport(name), Mode: c.mode, Payload: c.payload,
 					Conc: c.conc, Conns: cfg.conns, Warmup: cfg.warmup, Duration: cfg.duration,
 					GOMAXPROCS: c.gomaxprocs, Setup: c.setup,
 				}
@@ -191,7 +191,11 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 				if cfg.trace != "" {
 					j.Trace = filepath.Join(cfg.trace, profileName(c, name, round, "trace"))
 				}
-				r, err := spawn(context.Background(), j)
+				exe := ""
+				if isAlt(name) {
+					exe = cfg.alt
+				}
+				r, err := spawn(context.Background(), exe, j)
 				if err != nil {
 					// A failed run's profile and trace are partial, if there are any.
 					for _, f := range []string{j.CPUProfile, j.Trace} {

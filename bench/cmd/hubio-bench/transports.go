@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
@@ -32,12 +33,25 @@ const (
 )
 
 func knownTransport(name string) bool {
-	switch name {
+	switch name = baseTransport(name); name {
 	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat:
 		return true
 	}
 	return groupSize(name) > 0
 }
+
+// altSuffix marks a transport whose runs are made by the -alt binary, a
+// hubio-bench built from another commit: "hub@alt" is hub as that build has
+// it, interleaved round by round with this build's "hub" (a before/after
+// A/B in one run). The -alt binary must understand this build's jobs (build
+// it from this bench/ with the other commit's library).
+const altSuffix = "@alt"
+
+// baseTransport is name without altSuffix: the transport the child sets up.
+func baseTransport(name string) string { return strings.TrimSuffix(name, altSuffix) }
+
+// isAlt reports whether name's runs are the -alt binary's.
+func isAlt(name string) bool { return strings.HasSuffix(name, altSuffix) }
 
 // sides says which ends of the gRPC conns a process puts on the transport
 // under test (see -setup): both (today's set-up, one process), or the
