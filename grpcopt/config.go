@@ -78,11 +78,19 @@ type Config struct {
 	resolver *net.Resolver
 }
 
-// hub returns the hub for a new conn; with a Group, each call picks one.
-func (c Config) hub() *poller.Hub {
+// pickHub picks the hub for a new conn: with a Group, each call advances
+// its round robin (Group.Next), so a caller picks once and keeps the hub;
+// without one, it is singleHub.
+func (c Config) pickHub() *poller.Hub {
 	if c.Group != nil {
 		return c.Group.Next()
 	}
+	return c.singleHub()
+}
+
+// singleHub is the hub of a Config without a Group: Hub, or
+// poller.Default() when Hub is nil. It picks nothing, so any caller may ask.
+func (c Config) singleHub() *poller.Hub {
 	if c.Hub == nil {
 		return poller.Default()
 	}
@@ -95,7 +103,7 @@ func (c Config) unsupported() bool {
 	if c.Group != nil {
 		return false // NewGroup fails where hubs cannot run
 	}
-	return errors.Is(c.hub().Err(), errors.ErrUnsupported)
+	return errors.Is(c.singleHub().Err(), errors.ErrUnsupported)
 }
 
 // maxUserTimeout is the largest TCP_USER_TIMEOUT: an int of milliseconds,
@@ -250,7 +258,10 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // muxer such as cmux that has read bytes ahead, a rate limiter, *tls.Conn)
 // is never bypassed: its conn is served by package net, counted in
 // ReadServerStats().OffHub, and logged once per server at warning level;
-// with Config.RequireHub its handshake fails with ErrOffHub instead.
+// with Config.RequireHub its handshake fails with ErrOffHub instead. A
+// wrapper that does not fit that shape (a generic one, one that defines a
+// Read that only calls its conn's) is looked through when it implements
+// Bypassable.
 //
 // Moved conns get the TCP_USER_TIMEOUT grpc-go would set on a
 // *net.TCPConn (see Config.ServerKeepalive); a raw *net.TCPConn gets
@@ -298,7 +309,7 @@ func (c Config) Listen(network, address string) (net.Listener, error) {
 	if c.Group != nil {
 		return c.listenGroup(network, address)
 	}
-	l, err := transport.ListenHub(c.hub(), network, address)
+	l, err := transport.ListenHub(c.singleHub(), network, address)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +379,7 @@ func (c Config) dialDirect(ctx context.Context, network, address string) (net.Co
 		d := net.Dialer{Timeout: c.DialTimeout, Resolver: c.resolver}
 		return d.DialContext(ctx, network, address)
 	}
-	d := transport.Dialer{Hub: c.hub(), Timeout: c.DialTimeout, Resolver: c.resolver}
+	d := transport.Dialer{Hub: c.pickHub(), Timeout: c.DialTimeout, Resolver: c.resolver}
 	hc, err := d.DialHub(ctx, network, address)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,11 @@
 // through one that changes the byte stream; a conn left off the hub is
 // counted in ReadServerStats().OffHub and logged once per server, or
 // refused with Config.RequireHub. Hub.Stats().Registered counts the conns
-// that are on a hub.
+// that are on a hub. It recognises such a wrapper by reflection (one
+// embedded conn, no Read, Write or deadline setter of its own), or, for a
+// wrapper that reflection cannot judge, because the wrapper says so by
+// implementing Bypassable (BypassConn returns the conn whose Read, Write
+// and deadlines it passes through unchanged).
 //
 // # What grpc-go and package net do only for their own conn types
 //

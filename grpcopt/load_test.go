@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -22,7 +23,7 @@ func TestThousandConcurrentStreamsOnOneConn(t *testing.T) {
 	const streams = 1000
 	for _, ss := range []serverSetup{optionServer, listenOptServer} {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			serverHub, clientHub := newHub(t), newHub(t)
+			serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 			_, addr := startEcho(t, ss, serverHub, grpc.MaxConcurrentStreams(streams+100))
 			var dials atomic.Int64
 			c := testutil.NewEchoClient(dial(t, addr, nil, nil, countingDialer(clientHub, &dials)))
@@ -102,7 +103,7 @@ func TestManyConcurrentUnaryRPCs(t *testing.T) {
 	if testing.Short() {
 		perGoroutine = 200
 	}
-	serverHub, clientHub := newHub(t), newHub(t)
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	_, addr := startEcho(t, listenOptServer, serverHub)
 	var dials atomic.Int64
 	c := testutil.NewEchoClient(dial(t, addr, nil, nil, countingDialer(clientHub, &dials)))

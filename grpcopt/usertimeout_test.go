@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -72,7 +73,7 @@ func (r *recorder) only(t *testing.T) net.Conn {
 // Config.ServerKeepalive, client side from Config.ClientKeepalive; the
 // keepalive is given once, in Config.
 func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	seven := 7 * time.Second
 	for _, tc := range []struct {
 		name       string
@@ -94,7 +95,7 @@ func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
 		{name: "UserTimeout overrides both", cfg: grpcopt.Config{UserTimeout: 3 * time.Second, ClientKeepalive: &keepalive.ClientParameters{}}, hubListen: true, server: 3000, client: 3000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			cfg := tc.cfg
 			cfg.Hub = h
 			var lis net.Listener
@@ -215,8 +216,8 @@ func TestUserTimeoutOutOfRangeIsAnError(t *testing.T) {
 // (channelz reads the socket's options through it), on the hub socket with
 // grpc-go's default TCP_USER_TIMEOUT.
 func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	conn, _, err := grpcopt.Config{Hub: h}.Credentials(nil).ServerHandshake(s)
 	if err != nil {

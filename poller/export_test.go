@@ -54,3 +54,12 @@ func (r *Registration) Pending(m Mode) bool {
 	d := &r.dirs[m]
 	return d.seq.Load() != d.seen || len(d.token) > 0
 }
+
+// OptionsForTest returns how h waits and how many events one wait may
+// harvest, as its options set them.
+func (h *Hub) OptionsForTest() (WaitDesign, int) {
+	if h.p.file() == nil {
+		return block, h.batch
+	}
+	return park, h.batch
+}

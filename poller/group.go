@@ -31,8 +31,13 @@ func (b Balance) String() string {
 }
 
 // WithBalance sets how a Group assigns conns to its hubs (LeastRegistered by
-// default). New ignores it.
-func WithBalance(b Balance) Option { return func(o *options) { o.balance = b } }
+// default). It is a GroupOption only: New does not accept it.
+func WithBalance(b Balance) GroupOption { return balanceOption(b) }
+
+// balanceOption is the GroupOption WithBalance returns.
+type balanceOption Balance
+
+func (b balanceOption) applyGroup(g *groupOptions) { g.balance = Balance(b) }
 
 // errGroupClosedTwice is returned by a second Group.Close.
 var errGroupClosedTwice = fmt.Errorf("poller: group already closed: %w", net.ErrClosed)
@@ -69,21 +74,22 @@ type GroupStats struct {
 	Total Stats
 }
 
-// NewGroup starts n hubs (n ≥ 1), each created by New with opts. Each hub
-// goroutine carries the pprof labels hubio=hub and hubio.hub=<its index>,
-// so go tool pprof -tags shows each hub's load. If a hub cannot be created,
-// those already started are closed and the error is returned.
-func NewGroup(n int, opts ...Option) (*Group, error) {
+// NewGroup starts n hubs (n ≥ 1), each created by New with the options
+// among opts that are Options; WithBalance sets the group's Balance. Each
+// hub goroutine carries the pprof labels hubio=hub and hubio.hub=<its
+// index>, so go tool pprof -tags shows each hub's load. If a hub cannot be
+// created, those already started are closed and the error is returned.
+func NewGroup(n int, opts ...GroupOption) (*Group, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("poller: a group needs at least one hub, not %d", n)
 	}
-	o := options{}
+	o := groupOptions{}
 	for _, opt := range opts {
-		opt(&o)
+		opt.applyGroup(&o)
 	}
 	g := &Group{hubs: make([]*Hub, 0, n), balance: o.balance}
 	for i := range n {
-		h, err := New(opts...)
+		h, err := New(o.hub...)
 		if err == nil {
 			err = labelHub(h, i)
 		}

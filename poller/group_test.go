@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
 	"strings"
@@ -15,11 +16,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
 // newGroup starts a group of n hubs, closed at cleanup.
-func newGroup(t testing.TB, n int, opts ...poller.Option) *poller.Group {
+func newGroup(t testing.TB, n int, opts ...poller.GroupOption) *poller.Group {
 	t.Helper()
 	g, err := poller.NewGroup(n, opts...)
 	if err != nil {
@@ -250,6 +252,38 @@ func TestNewGroupRefusesNoHubs(t *testing.T) {
 	}
 }
 
+// TestNewGroupPassesHubOptionsToEachHub: the Options among NewGroup's
+// options configure every hub, beside the group's own WithBalance.
+func TestNewGroupPassesHubOptionsToEachHub(t *testing.T) {
+	g := newGroup(t, 2, poller.WithWaitDesign(poller.Block), poller.WithBalance(poller.RoundRobin), poller.WithEventBatch(7))
+	for i, h := range g.Hubs() {
+		if d, batch := h.OptionsForTest(); d != poller.Block || batch != 7 {
+			t.Errorf("hub %d: design %v, batch %d; want block, 7", i, d, batch)
+		}
+	}
+	// One fd on hub 0: least-registered would now pick hub 1 twice, round
+	// robin picks hub 1 and then hub 0.
+	first := registerOnNext(t, g).Hub()
+	g.Next()
+	if g.Next() != first {
+		t.Error("the third pick was not the first hub again: WithBalance(RoundRobin) was not applied")
+	}
+}
+
+// TestWithBalanceIsNotAHubOption: WithBalance configures a group only, so
+// New(WithBalance(...)) must not compile; every Option must still be
+// accepted by NewGroup.
+func TestWithBalanceIsNotAHubOption(t *testing.T) {
+	option := reflect.TypeFor[poller.Option]()
+	balance := reflect.TypeOf(poller.WithBalance).Out(0)
+	if balance.AssignableTo(option) {
+		t.Errorf("WithBalance returns %v, which New accepts as an Option", balance)
+	}
+	if !option.Implements(reflect.TypeFor[poller.GroupOption]()) {
+		t.Error("an Option is not a GroupOption: NewGroup refuses hub options")
+	}
+}
+
 func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
 	g := newGroup(t, 2)
 	for i, h := range g.Hubs() {
@@ -257,7 +291,7 @@ func TestGroupHubsCarryTheirIndexAsPprofLabel(t *testing.T) {
 			t.Errorf("hub %d: GroupIndex() = %d, %v; want %d, true", i, got, ok, i)
 		}
 	}
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	if got, ok := h.GroupIndex(); ok || got != -1 {
 		t.Errorf("a hub from New: GroupIndex() = %d, %v; want -1, false", got, ok)
 	}

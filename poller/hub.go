@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -28,44 +27,6 @@ var errClosedTwice = fmt.Errorf("poller: hub already closed: %w", net.ErrClosed)
 // errGoexit is the close error of a hub whose goroutine was ended by a
 // callback calling runtime.Goexit (t.FailNow in an AfterFunc, for example).
 var errGoexit = fmt.Errorf("poller: hub stopped: a callback called runtime.Goexit: %w", net.ErrClosed)
-
-// Option configures a Hub. The options that exist are switches for this
-// package's own tests and benchmarks; New with none gives the hub every
-// program should use.
-type Option func(*options)
-
-type options struct {
-	design  waitDesign
-	batch   int
-	balance Balance // NewGroup only; see group.go
-}
-
-// waitDesign selects how the hub goroutine waits for events; see loop.go.
-type waitDesign int
-
-const (
-	// park (the default) registers the poll fd with the Go runtime poller,
-	// so the hub goroutine parks like any other goroutine and holds no OS
-	// thread while idle.
-	park waitDesign = iota
-	// block makes the hub goroutine block in the platform's wait, holding
-	// an OS thread until the runtime hands its P to another thread. It is
-	// kept for comparison in benchmarks (docs/poller.md); it is several
-	// times slower to wake.
-	block
-)
-
-// withWaitDesign selects how the hub waits (park by default).
-func withWaitDesign(d waitDesign) Option { return func(o *options) { o.design = d } }
-
-// withEventBatch sets how many events one wait may harvest (128 by default).
-func withEventBatch(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.batch = n
-		}
-	}
-}
 
 // Stats are a hub's counters since New. All are cumulative except
 // Registered.
@@ -343,33 +304,6 @@ func (h *Hub) waitStopped() {
 	<-h.done.Done()
 }
 
-// onHubThread reports whether the caller is the hub goroutine running a
-// callback. The caller is locked to its thread while it compares: else it
-// could read the id of the thread the hub is locked to, be moved onto that
-// very thread once the hub has left its callbacks and unlocked it, and
-// then read its own id as the same. Locked, the caller holds its thread
-// throughout, and the hub cannot be locked to that thread meanwhile unless
-// it is the caller.
-func (h *Hub) onHubThread() bool {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	t := h.cbThread.Load()
-	return t != 0 && t == threadID()
-}
-
-// enterCallbacks locks the hub goroutine to its OS thread and records the
-// thread's id, so that a Close from a callback can tell it is one (see
-// waitStopped); leaveCallbacks undoes it. Hub goroutine only.
-func (h *Hub) enterCallbacks() {
-	runtime.LockOSThread()
-	h.cbThread.Store(threadID())
-}
-
-func (h *Hub) leaveCallbacks() {
-	h.cbThread.Store(0)
-	runtime.UnlockOSThread()
-}
-
 // Done returns a channel that is closed once the hub goroutine has stopped
 // and the hub's fds are closed: after Close, or after the hub stopped on its
 // own (see Err).
@@ -391,46 +325,6 @@ func (h *Hub) Stats() Stats {
 	return s
 }
 
-// Schedule queues f to run on the hub goroutine and wakes the hub through
-// its eventfd. Callbacks run in the order they were scheduled. Schedule never
-// blocks; it returns an error matching net.ErrClosed if the hub is closed.
-func (h *Hub) Schedule(f func()) error {
-	h.qmu.Lock()
-	if h.closing.Load() {
-		h.qmu.Unlock()
-		return h.closeErr
-	}
-	if len(h.queue) == 0 {
-		h.obs.queued()
-	}
-	h.queue = append(h.queue, f)
-	h.qmu.Unlock()
-	h.wake.Signal()
-	return nil
-}
-
-// runQueue runs the callbacks scheduled so far. Hub goroutine only.
-func (h *Hub) runQueue() {
-	h.qmu.Lock()
-	q := h.queue
-	h.queue = h.spare[:0]
-	queuedAt := h.obs.takeQueued()
-	h.qmu.Unlock()
-	h.obs.queueWait(queuedAt)
-	if len(q) == 0 {
-		h.spare = q
-		return
-	}
-	h.enterCallbacks()
-	for i, f := range q {
-		q[i] = nil
-		f()
-	}
-	h.leaveCallbacks()
-	h.callbacks.Add(uint64(len(q)))
-	h.spare = q[:0]
-}
-
 // shutdown runs on the hub goroutine once the loop has stopped (or a
 // callback ended the goroutine): it wakes every waiter with the hub's close
 // error, drops pending timers, runs callbacks scheduled before the hub
@@ -444,7 +338,7 @@ func (h *Hub) shutdown() {
 	for _, r := range regs {
 		if r != nil {
 			h.registered.Add(-1) // it left regs, as in Deregister
-			r.fail(stateHubClosed)
+			r.closeByHub()
 		}
 	}
 	h.tm.mu.Lock()

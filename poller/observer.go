@@ -157,15 +157,6 @@ func (s *observing) loopDelay(late int64) {
 	}
 }
 
-// late returns how far n is past the earliest timer's expiry, or -1 if no
-// timer is due at n. mu must be held.
-func (ts *timers) late(n int64) int64 {
-	if len(ts.heap) == 0 || ts.heap[0].when > n {
-		return -1
-	}
-	return n - ts.heap[0].when
-}
-
 // delivering stamps a sampled hand-off before deliver wakes r's waiters.
 // Only a direction whose waiter is parked in Wait is stamped, so the
 // measured time is a wake-up and never the idle time before a Wait. Hub
@@ -197,22 +188,4 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 type handOffProbe struct {
 	parked atomic.Bool
 	wokeAt atomic.Int64
-}
-
-// receive parks on d's token, measuring the hand-off when a hub with an
-// observer stamps it. Waiter's goroutine.
-func (s *observing) receive(d *direction) {
-	b := s.on()
-	if b == nil || b.every == 0 {
-		<-d.token
-		return
-	}
-	p := &d.probe
-	p.wokeAt.Store(0)
-	p.parked.Store(true)
-	<-d.token
-	p.parked.Store(false)
-	if at := p.wokeAt.Swap(0); at != 0 {
-		b.o.HandOff(time.Duration(now() - at))
-	}
 }

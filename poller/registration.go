@@ -174,9 +174,10 @@ func (r *Registration) Deregister() {
 	r.wakeAll()
 }
 
-// fail marks the registration closed by its hub; hub goroutine only.
-func (r *Registration) fail(state int32) {
-	r.state.CompareAndSwap(stateOpen, state)
+// closeByHub marks the registration closed by its hub's shutdown and wakes
+// its waiters, which then return the hub's close error. Hub goroutine only.
+func (r *Registration) closeByHub() {
+	r.state.CompareAndSwap(stateOpen, stateHubClosed)
 	r.wakeAll()
 }
 
@@ -276,6 +277,24 @@ func (r *Registration) Wait(m Mode) error {
 	d.waiting.Store(false)
 	d.seen = d.seq.Load()
 	return r.err(m)
+}
+
+// receive parks on d's token, measuring the hand-off when a hub with an
+// observer stamps it. Waiter's goroutine.
+func (s *observing) receive(d *direction) {
+	b := s.on()
+	if b == nil || b.every == 0 {
+		<-d.token
+		return
+	}
+	p := &d.probe
+	p.wokeAt.Store(0)
+	p.parked.Store(true)
+	<-d.token
+	p.parked.Store(false)
+	if at := p.wokeAt.Swap(0); at != 0 {
+		b.o.HandOff(time.Duration(now() - at))
+	}
 }
 
 // SetDeadline sets the time after which Prepare and Wait in direction m fail

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -94,7 +95,7 @@ func TestDeadlineWakesWaiterAndCanMove(t *testing.T) {
 }
 
 func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	reg, got := parkedReader(t, h)
 	reg.Deregister()
 	reg.Deregister()
@@ -110,7 +111,7 @@ func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
 // that gets the same number, and delivers an event carrying the old
 // registration's generation: the new owner must not be woken by it.
 func TestStaleEventForReusedFdIsDropped(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestStaleEventForReusedFdIsDropped(t *testing.T) {
 func BenchmarkReadiness(b *testing.B) {
 	for _, d := range designs {
 		b.Run(d.String(), func(b *testing.B) {
-			h := newHub(b, poller.WithWaitDesign(d))
+			h := hubtest.NewHub(b, poller.WithWaitDesign(d))
 			r1, w1 := pipe(b)
 			r2, w2 := pipe(b)
 			reg1, _ := h.Register(r1)
@@ -199,7 +200,7 @@ func BenchmarkReadiness(b *testing.B) {
 // so an owner dropped without Close is collected, and a cleanup attached to
 // it can deregister the fd.
 func TestRegistrationDoesNotKeepItsOwnerAlive(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	r, _ := pipe(t)
 	type owner struct {
 		reg *poller.Registration
@@ -240,7 +241,7 @@ func TestRegistrationDoesNotKeepItsOwnerAlive(t *testing.T) {
 func TestFullBatchesAreHarvestedAgain(t *testing.T) {
 	for _, d := range designs {
 		t.Run(d.String(), func(t *testing.T) {
-			h := newHub(t, poller.WithWaitDesign(d), poller.WithEventBatch(1))
+			h := hubtest.NewHub(t, poller.WithWaitDesign(d), poller.WithEventBatch(1))
 			const n = 8
 			writers := make([]int, n)
 			got := make(chan error, n)

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
@@ -26,7 +27,7 @@ func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
 			tel, r := newTelemetry(t)
-			h := newHub(t)
+			h := hubtest.NewHub(t)
 			c, s := pair(t, h, network)
 			if err := tel.InstrumentConn(c); err != nil {
 				t.Fatal(err)
@@ -88,7 +89,7 @@ func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
 
 func TestTCPInfoOnLoopback(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithTCPInfoInterval(20*time.Millisecond))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, s := pair(t, h, "tcp")
 	tel.InstrumentConn(c)
 	tel.InstrumentConn(s)
@@ -103,7 +104,7 @@ func TestTCPInfoOnLoopback(t *testing.T) {
 	}
 	// The timer samples on its own, before any close.
 	var m map[string]metricdata.Aggregation
-	if !waitFor(10*time.Second, func() bool {
+	if !hubtest.WaitFor(10*time.Second, func() bool {
 		m = r.collect()
 		n, _, _, _ := histStats(m[telemetry.MetricMinRTT])
 		return n >= 4 && intSum(m[telemetry.MetricBytesSent]) >= int64(written)
@@ -128,7 +129,7 @@ func TestTCPInfoOnLoopback(t *testing.T) {
 }
 
 func TestTCPInfoOfUnixConnIsUnsupported(t *testing.T) {
-	c, _ := pair(t, newHub(t), "unix")
+	c, _ := pair(t, hubtest.NewHub(t), "unix")
 	_, err := c.TCPInfo()
 	var op *net.OpError
 	if !errors.As(err, &op) || !errors.Is(err, syscall.EOPNOTSUPP) {
@@ -139,7 +140,7 @@ func TestTCPInfoOfUnixConnIsUnsupported(t *testing.T) {
 func TestAddressLabels(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		tel, r := newTelemetry(t, telemetry.WithAddressLabels(on))
-		c, _ := pair(t, newHub(t), "tcp")
+		c, _ := pair(t, hubtest.NewHub(t), "tcp")
 		tel.InstrumentConn(c)
 		c.Write([]byte("x"))
 		for _, set := range pointAttrs(r.collect()[telemetry.MetricWriteSize]) {
@@ -154,7 +155,7 @@ func TestAddressLabels(t *testing.T) {
 
 func TestInstrumentTwice(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, _ := pair(t, h, "tcp")
 	if err := tel.InstrumentConn(c); err != nil {
 		t.Fatal(err)
@@ -175,12 +176,12 @@ func TestInstrumentTwice(t *testing.T) {
 
 func TestIdleHubUtilization(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithLoopDelayProbe(0))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	if err := tel.InstrumentHub(h); err != nil {
 		t.Fatal(err)
 	}
 	r.collect() // opens the window
-	if !waitFor(10*time.Second, func() bool { _, idle := h.LoopTime(); return idle >= 200*time.Millisecond }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { _, idle := h.LoopTime(); return idle >= 200*time.Millisecond }) {
 		t.Fatal("an idle hub accounted less than 200 ms parked in 10 s")
 	}
 	g, ok := r.collect()[telemetry.MetricHubUtilization].(metricdata.Gauge[float64])
@@ -198,7 +199,7 @@ func TestIdleHubUtilization(t *testing.T) {
 
 func TestBusyHubUtilizationStaysInRange(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	r.collect()
 	// Keep the hub busy with a callback that spins for 100 ms, and queue
@@ -229,11 +230,11 @@ func TestBusyHubUtilizationStaysInRange(t *testing.T) {
 
 func TestLoopDelayRecorded(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithLoopDelayProbe(5*time.Millisecond))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	var n uint64
 	var lo float64
-	if !waitFor(10*time.Second, func() bool {
+	if !hubtest.WaitFor(10*time.Second, func() bool {
 		n, _, lo, _ = histStats(r.collect()[telemetry.MetricHubLoopDelay])
 		return n >= 3
 	}) {
@@ -256,7 +257,7 @@ func TestLoopDelayRecorded(t *testing.T) {
 
 func TestHandOffRecorded(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithHandOffSampling(1))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	c, s := pair(t, h, "tcp")
 	// Each small write wakes the reader parked in Read: a hand-off.
@@ -301,7 +302,7 @@ func TestHandOffRecorded(t *testing.T) {
 
 func TestClosedHubLeavesMetrics(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	tel.InstrumentHub(h)
 	if len(pointAttrs(r.collect()[telemetry.MetricHubUtilization])) != 1 {
 		t.Fatal("no utilization series for an open hub")
@@ -328,7 +329,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 				opts = append(opts, tc.opt)
 			}
 			tel, _ := newTelemetry(t, append(opts, telemetry.WithHandOffSampling(1))...)
-			h := newHub(t)
+			h := hubtest.NewHub(t)
 			tel.InstrumentHub(h)
 			c, s := pair(t, h, "tcp")
 			tel.InstrumentConn(c)
@@ -353,7 +354,7 @@ func TestRecordingAllocatesNothing(t *testing.T) {
 func TestClosedHubsAreForgotten(t *testing.T) {
 	tel, r := newTelemetry(t)
 	for range 3 {
-		h := newHub(t)
+		h := hubtest.NewHub(t)
 		tel.InstrumentHub(h)
 		h.Close()
 	}
@@ -368,7 +369,7 @@ func TestClosedHubsAreForgotten(t *testing.T) {
 
 func TestInstrumentClosedConn(t *testing.T) {
 	tel, r := newTelemetry(t)
-	c, _ := pair(t, newHub(t), "tcp")
+	c, _ := pair(t, hubtest.NewHub(t), "tcp")
 	c.Close()
 	if err := tel.InstrumentConn(c); err != nil {
 		t.Fatal(err)
@@ -385,7 +386,7 @@ func TestInstrumentClosedConn(t *testing.T) {
 // connection_count as a closed one does.
 func TestDroppedInstrumentedConnIsCollected(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithTCPInfoInterval(time.Hour))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	l, err := transport.ListenHub(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +409,7 @@ func TestDroppedInstrumentedConnIsCollected(t *testing.T) {
 	if got := intSum(r.collect()[telemetry.MetricConnectionCount]); got != 1 {
 		t.Fatalf("connection_count = %d with the conn open, want 1", got)
 	}
-	gone := waitFor(10*time.Second, func() bool {
+	gone := hubtest.WaitFor(10*time.Second, func() bool {
 		runtime.GC()
 		return h.Stats().Registered == 1 && // the listener's only
 			intSum(r.collect()[telemetry.MetricConnectionCount]) == 0
@@ -429,7 +430,7 @@ func TestDroppedInstrumentedConnIsCollected(t *testing.T) {
 // index.
 func TestGroupHubsAreLabelledByIndex(t *testing.T) {
 	tel, r := newTelemetry(t)
-	lone := newHub(t) // and the leak check, after the group's Close below
+	lone := hubtest.NewHub(t) // and the leak check, after the group's Close below
 	if err := tel.InstrumentHub(lone); err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +486,7 @@ func TestGroupHubsAreLabelledByIndex(t *testing.T) {
 // the error, and the live ones are instrumented all the same.
 func TestInstrumentGroupSkipsAClosedHub(t *testing.T) {
 	tel, r := newTelemetry(t)
-	newHub(t) // the leak check, after the group's Close below
+	hubtest.NewHub(t) // the leak check, after the group's Close below
 	g, err := poller.NewGroup(3)
 	if err != nil {
 		t.Fatal(err)

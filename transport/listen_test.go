@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
 func TestListenerCloseUnblocksAccept(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network+" accept returns net.ErrClosed within a second", func(t *testing.T) {
 			ln := listen(t, h, network)
@@ -38,7 +39,7 @@ func TestListenerCloseUnblocksAccept(t *testing.T) {
 }
 
 func TestAddressesMatchPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network+" addresses equal those the std peer reports", func(t *testing.T) {
 			for _, p := range pairings {
