@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Mode is the direction a waiter waits for.
@@ -65,9 +67,15 @@ type Registration struct {
 // epoll every read event also reports EPOLLOUT on a writable socket, which
 // used to leave a write token per event.
 type direction struct {
+	// The hub writes seq on every event, and the waiter writes waiting and
+	// seen on every Prepare and Wait: the pads keep seq on a cache line of
+	// its own, so that neither side's writes evict the other's line (and
+	// the two directions' lines apart).
+	_ cpu.CacheLinePad
 	// seq counts the readiness events the hub delivered in this direction.
 	// Added to by the hub goroutine only (ready); loaded by the waiter.
 	seq atomic.Uint32
+	_   cpu.CacheLinePad
 	// waiting is set by the waiter from just before it checks seq in Wait
 	// until it has woken; the hub sends a token only while it is set.
 	waiting atomic.Bool
