@@ -58,7 +58,8 @@ func (c Config) listenGroup(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	base := l.(*transport.Listener)
-	return &groupListener{base: base, cur: base, cfg: c}, nil
+	c.admit(base)
+	return &groupListener{base: base, cur: base, cfg: c, unwatch: c.watchGroup(base.Hub())}, nil
 }
 
 // groupListener hands grpc-go *Conn values spread across a group's hubs.
@@ -81,6 +82,9 @@ type groupListener struct {
 	mu     sync.Mutex
 	cur    *transport.Listener
 	closed bool
+	// unwatch stops the admission's loop-delay probes on the group's other
+	// hubs (see admission.go); called once, by the first Close.
+	unwatch func()
 }
 
 // Accept returns the next conn as a *Conn on the hub the group picks. A
@@ -144,6 +148,7 @@ func (l *groupListener) move(cur *transport.Listener) bool {
 		cur.Close()
 	}
 	l.cur = nl.(*transport.Listener)
+	l.cur.SetAdmission(l.cfg.Admission) // the same slots and pauses as base's
 	return true
 }
 
@@ -158,6 +163,7 @@ func (l *groupListener) Close() error {
 	l.closed = true
 	cur := l.cur
 	l.mu.Unlock()
+	l.unwatch()
 	if cur != l.base {
 		cur.Close()
 	}
