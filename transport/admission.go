@@ -506,14 +506,16 @@ func (a *Admission) Watch(h *poller.Hub) (stop func()) {
 
 // probe watches one hub's loop delay for an Admission.
 //
-// Ownership: over and below are the hub goroutine's (the probe's timer
-// callback runs there alone). stopped is set by stop, from any goroutine;
-// cancel holds the armed timer's stop function, swapped by arm.
+// Ownership: below is the hub goroutine's (the probe's timer callback runs
+// there alone); over is written there too, and is atomic only for stop on
+// a hub that has closed, which reads it from another goroutine. stopped is
+// set by stop, from any goroutine; cancel holds the armed timer's stop
+// function, swapped by arm.
 type probe struct {
 	a       *Admission
 	h       *poller.Hub
-	over    bool // this hub counts in a.shedding
-	below   int  // probes in a row below the resume threshold
+	over    atomic.Bool // this hub counts in a.shedding
+	below   int         // probes in a row below the resume threshold
 	stopped atomic.Bool
 	cancel  atomic.Pointer[func() bool]
 }
@@ -541,25 +543,30 @@ func (p *probe) look() {
 func (p *probe) observe(d time.Duration) {
 	a := p.a
 	switch {
-	case !p.over && d >= a.pol.MaxLoopDelay:
-		p.over, p.below = true, 0
+	case !p.over.Load() && d >= a.pol.MaxLoopDelay:
+		p.over.Store(true)
+		p.below = 0
 		if a.shedding.Add(1) == 1 {
 			a.pauseBegins(&a.delaySince, ReasonLoopDelay)
 		}
-	case p.over && d < a.resume:
+	case p.over.Load() && d < a.resume:
 		if p.below++; p.below >= ResumeProbes {
 			p.leave()
 		}
-	case p.over:
+	case p.over.Load():
 		p.below = 0
 	}
 }
 
 // leave takes this hub out of the shedding count, and resumes the
-// listeners if it was the last one over.
+// listeners if it was the last one over. It does nothing for a hub that is
+// not over.
 func (p *probe) leave() {
 	a := p.a
-	p.over, p.below = false, 0
+	p.below = 0
+	if !p.over.CompareAndSwap(true, false) {
+		return
+	}
 	if a.shedding.Add(-1) == 0 {
 		a.pauseEnds(&a.delaySince, &a.delayTotal)
 		a.wakeListeners()
@@ -575,13 +582,10 @@ func (p *probe) stop() {
 	if c := p.cancel.Load(); c != nil {
 		(*c)()
 	}
-	// The hub goroutine owns over: let it leave, if the hub still runs.
-	if p.h.Schedule(func() {
-		if p.over {
-			p.leave()
-		}
-	}) != nil && p.over {
-		p.leave() // the hub has stopped: nobody else touches over now
+	// The hub goroutine owns the probe's state: let it leave there, or
+	// here if the hub has stopped (leave's CAS makes it happen once).
+	if p.h.Schedule(p.leave) != nil {
+		p.leave()
 	}
 }
 
@@ -686,18 +690,19 @@ func (g *listenerGate) detach() {
 // l's hub for a's loop-delay shedding until l closes or the Admission is
 // replaced. Conns already accepted keep the slots they hold.
 func (l *Listener) SetAdmission(a *Admission) {
+	reg := l.fd.registration()
+	if reg == nil {
+		return // no hub sockets on this platform: no listener to admit for
+	}
 	var g *listenerGate
 	if a != nil {
-		reg := l.fd.registration()
 		g = &listenerGate{a: a, reg: reg, stopProbe: a.Watch(reg.Hub())}
 		a.attach(reg)
 	}
 	if old := l.gate.Swap(g); old != nil {
 		old.detach()
 	}
-	if r := l.fd.registration(); r != nil {
-		r.Wake(poller.Read) // a paused Accept looks again, under the new policy
-	}
+	reg.Wake(poller.Read) // a paused Accept looks again, under the new policy
 }
 
 // Admission returns the Admission SetAdmission gave l, nil if none.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -508,5 +509,85 @@ func TestAdmissionNoLeakedSlots(t *testing.T) {
 	}
 	if s := a.Stats(); s.Admitted != uint64(cycles) {
 		t.Errorf("admitted %d, want %d", s.Admitted, cycles)
+	}
+}
+
+func TestAdmissionPausedAcceptHonoursDeadlineAndClose(t *testing.T) {
+	// A listener paused by the rate (a frozen clock: no token ever comes)
+	// still fails Accept at its deadline and at Close, as net's does.
+	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{Rate: 1, Burst: 1})
+	var clk fakeClock
+	clk.use(a)
+	dialFrom(t, ln, "")
+	dialFrom(t, ln, "")
+	c, err := ln.Accept() // the one token
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	ln.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := ln.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("paused Accept past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	ln.SetDeadline(time.Time{})
+	done := async(func() (int, error) { _, err := ln.Accept(); return 0, err })
+	waitParked(t, 1)
+	ln.Close()
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, net.ErrClosed) {
+			t.Errorf("paused Accept after Close: %v, want net.ErrClosed", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake a paused Accept")
+	}
+	if s := a.Stats(); s.Admitted != 1 || s.RefusedRate != 0 {
+		t.Errorf("stats %+v, want 1 admitted, none refused", s)
+	}
+}
+
+func TestAdmissionSetAdmissionNilAdmitsEverything(t *testing.T) {
+	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{MaxConns: 1})
+	ch := acceptAll(t, ln)
+	dialFrom(t, ln, "")
+	first := take(t, ch, 1)[0]
+	ln.SetAdmission(nil)
+	if ln.Admission() != nil {
+		t.Fatal("Admission() after SetAdmission(nil) is not nil")
+	}
+	dialFrom(t, ln, "")
+	dialFrom(t, ln, "")
+	for _, c := range take(t, ch, 2) {
+		c.Close()
+	}
+	first.Close() // its slot is released all the same
+	if s := a.Stats(); s.Open != 0 || s.Admitted != 1 || s.RefusedConns != 0 {
+		t.Errorf("stats %+v, want 0 open, 1 admitted, none refused", s)
+	}
+}
+
+func TestAdmissionUnixPeersAreLimitedInTotalOnly(t *testing.T) {
+	a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConns: 2, MaxConnsPerPeer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t, nil, "unix")
+	ln.SetAdmission(a)
+	var dialed []net.Conn
+	for range 3 {
+		c, err := net.Dial("unix", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		dialed = append(dialed, c)
+	}
+	ch := acceptAll(t, ln)
+	got := take(t, ch, 2)
+	if s := decided(t, a, 3); s.Admitted != 2 || s.RefusedConns != 1 || s.RefusedPeer != 0 {
+		t.Fatalf("stats %+v, want 2 admitted, 1 refused (conns), none per peer", s)
+	}
+	for _, c := range got {
+		c.Close()
 	}
 }
