@@ -6,15 +6,18 @@
 //
 // Set-up: the server runs in a child process (one per case, the same
 // binary with -serve), serving the echo service; this process runs the
-// clients with package net's dialer on loopback. steady clients (100 by
-// default, each from its own address 127.0.1.x, one conn each) send a
-// unary RPC every interval and record its latency. After a baseline
-// window, storm clients (5,000 by default) all dial at once from one peer,
-// 127.0.0.2, each a gRPC ClientConn making one unary RPC with a deadline
-// and holding its conn until the storm window ends. For each case the
+// steady clients, gRPC clients with package net's dialer on loopback
+// (100 by default, each from its own address 127.0.1.x, one conn each),
+// which send a unary RPC every interval and record its latency. After a
+// baseline window, a storm process (the same binary with -storm-run; see
+// storm.go) opens 5,000 conns at once from one peer, 127.0.0.2, each
+// writing the HTTP/2 preface and waiting, up to a deadline, for the
+// server's SETTINGS, and holding its conn until the storm window ends. For each case the
 // report gives the steady clients' p50 and p99 before and during the storm,
-// their ratio, how many storm RPCs succeeded or failed and after how long
-// the failed ones failed, and the server's CPU time.
+// their ratio, how many storm clients got the server's SETTINGS frame or
+// failed and after how long the failed ones failed, and the server's CPU
+// time. The storm window is the same length for every case: the storm
+// deadline plus half a second, longer only if the storm took longer.
 //
 //	go run ./cmd/hubio-storm -rounds 3
 package main
@@ -65,7 +68,7 @@ func main() {
 	flag.IntVar(&o.steady, "steady", 100, "steady clients (at most 250: one address 127.0.1.x each)")
 	flag.DurationVar(&o.interval, "interval", 50*time.Millisecond, "each steady client's time between RPCs")
 	flag.IntVar(&o.storm, "storm", 5000, "storm clients, all from 127.0.0.2")
-	flag.DurationVar(&o.stormDeadline, "storm-deadline", 2*time.Second, "each storm RPC's deadline")
+	flag.DurationVar(&o.stormDeadline, "storm-deadline", 2*time.Second, "each storm client's deadline for the server's SETTINGS")
 	flag.DurationVar(&o.baseline, "baseline", 2*time.Second, "the window measured before the storm")
 	flag.IntVar(&o.limit, "limit", 200, "netutil.LimitListener's limit (case limit)")
 	flag.IntVar(&o.perPeer, "per-peer", 10, "MaxConnsPerPeer (case peer)")
@@ -112,7 +115,7 @@ func run(o options, w io.Writer) error {
 	if need := uint64(o.storm + 4*o.steady + 256); nofile != 0 && nofile < need {
 		return fmt.Errorf("RLIMIT_NOFILE is %d after raising it to the hard limit; %d storm clients need about %d", nofile, o.storm, need)
 	}
-	fmt.Fprintf(w, "hubio-storm: %d steady clients (one RPC each per %v), storm of %d conns from 127.0.0.2 (RPC deadline %v); server in a child process, clients here, loopback; GOMAXPROCS %d, RLIMIT_NOFILE %d, load average at start %s\n",
+	fmt.Fprintf(w, "hubio-storm: %d steady clients (one RPC each per %v), storm of %d conns from 127.0.0.2 in a process of its own (deadline %v); server in a child process, steady clients here, loopback; GOMAXPROCS %d, RLIMIT_NOFILE %d, load average at start %s\n",
 		o.steady, o.interval, o.storm, o.stormDeadline, runtime.GOMAXPROCS(0), nofile, loadAvg())
 	fmt.Fprintf(w, "settings: LimitListener %d; per-peer limit %d; pacing %g/s burst %d\n\n", o.limit, o.perPeer, o.rate, o.burst)
 	var all []result
@@ -270,6 +273,10 @@ func runCase(o options, c serverCase) (result, error) {
 		r.fails = append(r.fails, time.Duration(ns))
 		r.failKinds[kind]++
 	}
+	// Every case's storm window is as long, so that the steady p99s
+	// compare: the storm deadline and half a second, or longer if the
+	// storm's last client took longer.
+	time.Sleep(time.Until(t1.Add(o.stormDeadline + 500*time.Millisecond)))
 	t2 := time.Now()
 	cpu2, self2 := procCPU(pid), selfCPU()
 	stormCPU := procCPU(storm.Process.Pid)
@@ -350,7 +357,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
 // report prints the markdown table: per case, the median round (by p99
 // ratio) and the ratio's range over rounds.
 func report(w io.Writer, run []serverCase, all []result) {
-	fmt.Fprintln(w, "| server | steady p50 / p99, no storm | steady p50 / p99, storm | p99 ratio (range) | storm RPCs ok | storm failed: time to failure p50 / p99 (how) | server CPU, storm window |")
+	fmt.Fprintln(w, "| server | steady p50 / p99, no storm | steady p50 / p99, storm | p99 ratio (range) | storm conns served | storm conns failed: time to failure p50 / p99 (how) | server CPU, storm window |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, c := range run {
 		var rs []result
