@@ -351,13 +351,21 @@ func (r result) line() string {
 		r.stormOK, len(r.fails), r.failKinds, ms(r.stormWin), ms(r.cpuBase), ms(r.cpuStorm), ms(r.stormCPU))
 }
 
+// share formats cpu over wall as a percentage of one core.
+func share(cpu, wall time.Duration) string {
+	if wall <= 0 {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(cpu)/float64(wall))
+}
+
 // ms formats d in milliseconds with two decimals.
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
 
 // report prints the markdown table: per case, the median round (by p99
 // ratio) and the ratio's range over rounds.
 func report(w io.Writer, run []serverCase, all []result) {
-	fmt.Fprintln(w, "| server | steady p50 / p99, no storm | steady p50 / p99, storm | p99 ratio (range) | storm conns served | storm conns failed: time to failure p50 / p99 (how) | server CPU, storm window |")
+	fmt.Fprintln(w, "| server | steady p50 / p99, no storm | steady p50 / p99, storm | p99 ratio (range) | storm conns served | storm conns failed: time to failure p50 / p99 (how) | server CPU, no storm → storm |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, c := range run {
 		var rs []result
@@ -381,9 +389,9 @@ func report(w io.Writer, run []serverCase, all []result) {
 			slices.Sort(kinds)
 			how = fmt.Sprintf("%d: %s / %s (%s)", len(m.fails), ms(quantile(m.fails, 0.5)), ms(quantile(m.fails, 0.99)), strings.Join(kinds, ", "))
 		}
-		fmt.Fprintf(w, "| %s | %s / %s | %s / %s | %.2f%s | %d | %s | %s in %s |\n", c.desc,
+		fmt.Fprintf(w, "| %s | %s / %s | %s / %s | %.2f%s | %d | %s | %s → %s |\n", c.desc,
 			ms(quantile(m.base, 0.5)), ms(quantile(m.base, 0.99)),
 			ms(quantile(m.during, 0.5)), ms(quantile(m.during, 0.99)),
-			m.ratio(), rng, m.stormOK, how, ms(m.cpuStorm), ms(m.stormWin))
+			m.ratio(), rng, m.stormOK, how, share(m.cpuBase, m.baseWin), share(m.cpuStorm, m.stormWin))
 	}
 }
