@@ -303,12 +303,18 @@ func (a *Admission) Stats() AdmissionStats {
 func (a *Admission) OnFirst(f func(Reason)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var hooks []*firstHook
-	if p := a.hooks.Load(); p != nil {
-		hooks = append(hooks, *p...)
+	cowAppend(&a.hooks, &firstHook{f: f})
+}
+
+// cowAppend replaces the list p points to with a copy ending in x. The
+// caller holds a.mu, which orders the writers; readers load p without it.
+func cowAppend[T any](p *atomic.Pointer[[]T], x T) {
+	var l []T
+	if old := p.Load(); old != nil {
+		l = append(l, *old...)
 	}
-	hooks = append(hooks, &firstHook{f: f})
-	a.hooks.Store(&hooks)
+	l = append(l, x)
+	p.Store(&l)
 }
 
 // first tells the hooks that have not yet heard of r.
@@ -456,12 +462,7 @@ func (a *Admission) pauseEnds(since, total *atomic.Int64) {
 func (a *Admission) attach(r *poller.Registration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var regs []*poller.Registration
-	if p := a.listeners.Load(); p != nil {
-		regs = append(regs, *p...)
-	}
-	regs = append(regs, r)
-	a.listeners.Store(&regs)
+	cowAppend(&a.listeners, r)
 }
 
 // detach removes a registration attach added.
