@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/hubio/hubio/poller"
-	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -39,17 +38,9 @@ func (c Config) admit(l *transport.Listener) {
 			addr, admissionVerb(a.Policy(), r), admissionWhy(a.Policy(), r))
 	})
 	l.SetAdmission(a)
-	if c.NoTelemetry {
-		return
+	if t := c.telemetry(); t != nil {
+		t.InstrumentAdmission(a) // metrics never fail a listener
 	}
-	t := c.Telemetry
-	if t == nil {
-		var err error
-		if t, err = telemetry.ForProvider(c.MeterProvider); err != nil {
-			return
-		}
-	}
-	t.InstrumentAdmission(a) // metrics never fail a listener
 }
 
 // watchGroup makes the Admission's shedding watch every hub of the Group
