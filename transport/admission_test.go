@@ -386,11 +386,7 @@ func TestAdmissionRatePausesWithConnsInTheBacklog(t *testing.T) {
 }
 
 func TestAdmissionPausesWhileTheLoopIsLate(t *testing.T) {
-	h, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h := newHub(t)
 	ln, a := admitListener(t, h, "127.0.0.1:0", transport.AdmissionPolicy{
 		MaxLoopDelay: 15 * time.Millisecond, ProbeInterval: time.Millisecond,
 	})
@@ -464,11 +460,7 @@ func TestAdmissionNoLeakedSlots(t *testing.T) {
 	// Connect/close cycles through every path that closes an admitted conn:
 	// the server's Close, a move to another hub (the slot goes with it),
 	// and closing both ends in either order. Not one slot may be left.
-	h2, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h2.Close() })
+	h2 := newHub(t)
 	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{MaxConns: 2, MaxConnsPerPeer: 1})
 	cycles := 10000
 	if testing.Short() {
