@@ -486,7 +486,7 @@ func (a *Admission) detach(r *poller.Registration) {
 func (a *Admission) wakeListeners() {
 	if p := a.listeners.Load(); p != nil {
 		for _, r := range *p {
-			r.Wake(poller.Read)
+			r.Wake(poller.Write) // where a paused Accept waits
 		}
 	}
 }
@@ -672,7 +672,7 @@ func (g *listenerGate) paused() bool {
 	if g.armed.CompareAndSwap(false, true) {
 		g.reg.Hub().AfterFunc(w, func() {
 			g.armed.Store(false)
-			g.reg.Wake(poller.Read)
+			g.reg.Wake(poller.Write)
 		})
 	}
 	return true
@@ -703,7 +703,7 @@ func (l *Listener) SetAdmission(a *Admission) {
 	if old := l.gate.Swap(g); old != nil {
 		old.detach()
 	}
-	reg.Wake(poller.Read) // a paused Accept looks again, under the new policy
+	reg.Wake(poller.Write) // a paused Accept looks again, under the new policy
 }
 
 // Admission returns the Admission SetAdmission gave l, nil if none.

@@ -332,13 +332,22 @@ func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockad
 	}
 	for {
 		g := gate.Load()
-		if g != nil && g.paused() {
-			// Leave conns in the backlog; arrivals, the resume and Close
-			// wake the wait, and the loop looks again.
-			if err := fd.reg.Wait(poller.Read); err != nil {
+		if g != nil {
+			// A paused listener leaves conns in the backlog and waits in
+			// the write direction, which a listening socket never makes
+			// ready: arrivals do not wake it, the resume (Wake), Close and
+			// the deadline (SetDeadline sets both directions) do. Prepare
+			// comes before the check, so a resume between the two leaves
+			// its token for Wait.
+			if err := fd.reg.Prepare(poller.Write); err != nil {
 				return -1, nil, nil, err
 			}
-			continue
+			if g.paused() {
+				if err := fd.reg.Wait(poller.Write); err != nil {
+					return -1, nil, nil, err
+				}
+				continue
+			}
 		}
 		var s int
 		var rsa syscall.Sockaddr

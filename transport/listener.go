@@ -239,7 +239,9 @@ func (l *Listener) Close() error {
 
 // SetDeadline sets a deadline for Accept; the zero time means none.
 func (l *Listener) SetDeadline(t time.Time) error {
-	if err := l.fd.setDeadline(t, true, false); err != nil {
+	// Both directions: a paused Accept waits in the write one (see
+	// netFD.accept).
+	if err := l.fd.setDeadline(t, true, true); err != nil {
 		return &net.OpError{Op: "set", Net: l.net, Addr: l.addr, Err: err}
 	}
 	return nil
