@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // realAddrConn reports the client address a front end told the listener
@@ -19,8 +20,8 @@ func (c *realAddrConn) RemoteAddr() net.Addr { return realClient }
 // the hub still gives grpc-go its own RemoteAddr (what peer.FromContext and
 // per-client policies see), not the socket's.
 func TestBypassedWrapperKeepsItsAddresses(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	before := grpcopt.ReadServerStats()
 	conn, _, err := grpcopt.Config{Hub: h}.Credentials(nil).ServerHandshake(&realAddrConn{s})

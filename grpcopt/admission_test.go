@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
 )
@@ -58,14 +59,14 @@ func (s *syncBuffer) String() string {
 }
 
 func TestAdmissionPerPeerRefusesAGRPCClientFast(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	var warnings syncBuffer
 	// grpclog's logger is global: this test does not run in parallel.
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, &warnings, &warnings))
 	// Back to grpc-go's default: errors only, to stderr.
 	t.Cleanup(func() { grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr)) })
 
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConnsPerPeer: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +113,8 @@ func TestAdmissionPerPeerRefusesAGRPCClientFast(t *testing.T) {
 func TestAdmissionMovedConnKeepsItsSlot(t *testing.T) {
 	// Listen on one hub, ServerOption with another: each conn is moved,
 	// and its slot goes with it until grpc-go closes the moved conn.
-	checkNoLeaks(t)
-	h1, h2 := newHub(t), newHub(t)
+	hubtest.Check(t)
+	h1, h2 := hubtest.NewHub(t), hubtest.NewHub(t)
 	a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -137,14 +138,14 @@ func TestAdmissionMovedConnKeepsItsSlot(t *testing.T) {
 		t.Fatalf("a second client over MaxConns 1: %v, want Unavailable", err)
 	}
 	cc.Close()
-	if !waitFor(10*time.Second, func() bool { return a.Stats().Open == 0 }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { return a.Stats().Open == 0 }) {
 		t.Fatalf("%d open after the client closed, want 0", a.Stats().Open)
 	}
 	srv.Stop()
 }
 
 func TestAdmissionGroupListenerSharesOneAdmission(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	g := newGroup(t, 2)
 	a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConns: 2, MaxLoopDelay: time.Second})
 	if err != nil {

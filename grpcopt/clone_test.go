@@ -4,14 +4,15 @@ import (
 	"testing"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // TestClonedCredentialsServeOffHubConns: credentials from Clone (as a
 // wrapper combining credentials makes) serve a conn that stays off the hub
 // as the original does, rather than panicking.
 func TestClonedCredentialsServeOffHubConns(t *testing.T) {
-	checkNoLeaks(t)
-	h := newHub(t)
+	hubtest.Check(t)
+	h := hubtest.NewHubUnchecked(t)
 	_, s := stdPair(t)
 	creds := grpcopt.Config{Hub: h}.Credentials(nil).Clone()
 	conn, _, err := creds.ServerHandshake(&limitedWriter{s})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // dispatcher is inner credentials that take every conn away from gRPC: an
@@ -39,10 +40,10 @@ func (d dispatcher) Clone() credentials.TransportCredentials { return d }
 // (credentials.ErrConnDispatched), the conn they were handed stays open and
 // echoes bytes, on the hub, and its close releases everything.
 func TestDispatchedConnStaysOpen(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	for _, ss := range []serverSetup{optionServer, listenOptServer, limitOptServer} {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			lis := ss.listen(t, h, "tcp", "127.0.0.1:0")
 			listening := h.Stats().Registered
 			var wg sync.WaitGroup
@@ -68,7 +69,7 @@ func TestDispatchedConnStaysOpen(t *testing.T) {
 			}
 			c.Close()
 			wg.Wait()
-			if !waitFor(10*time.Second, func() bool { return h.Stats().Registered == listening }) {
+			if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Registered == listening }) {
 				t.Fatalf("hub registrations after the dispatched conn closed: %d, want %d", h.Stats().Registered, listening)
 			}
 		})

@@ -5,48 +5,12 @@ import (
 	"net"
 	"sync"
 
-	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
 // This file is Config.Group: conns spread across the hubs of a
 // poller.Group. Dial and ServerOption pick a hub per conn through
-// Config.hub; Listen returns a groupListener.
-
-// owns reports whether raw already lives where the credentials would move
-// it: on the Config's hub, or with a Group on any of its live hubs (a conn
-// on a hub that has closed is moved to a live one, and fails there if none
-// is left).
-func (c Config) owns(raw net.Conn) bool { return c.ownsHub(hubOf(raw)) }
-
-// ownsHub reports whether h is the Config's hub or, with a Group, one of the
-// group's live hubs.
-func (c Config) ownsHub(h *poller.Hub) bool {
-	if h == nil {
-		return false
-	}
-	if c.Group == nil {
-		return h == c.hub()
-	}
-	if h.Err() != nil {
-		return false
-	}
-	for _, gh := range c.Group.Hubs() {
-		if gh == h {
-			return true
-		}
-	}
-	return false
-}
-
-// hubOf returns the hub of a hub conn, or of the hub conn c wraps; nil if
-// there is none.
-func hubOf(c net.Conn) *poller.Hub {
-	if hc, ok := transport.Beneath[*transport.Conn](c); ok {
-		return hc.Hub()
-	}
-	return nil
-}
+// Config.pickHub; Listen returns a groupListener.
 
 // listenGroup is Listen with a Group: the listening socket waits on one
 // hub of the group, and each accepted conn is registered directly with the
@@ -87,10 +51,10 @@ type groupListener struct {
 	unwatch func()
 }
 
-// Accept returns the next conn as a *Conn on the hub the group picks. A
-// conn whose socket options cannot be set, or whose picked hub closed the
-// moment it was accepted, is closed and skipped: an error here would stop
-// grpc.Server.Serve, which retries only temporary ones.
+// Accept returns the next conn as a *Conn on the hub the group picks. Its
+// socket options are best-effort (see SockoptStats); a conn whose picked hub
+// closed the moment it was accepted is closed and skipped: an error here
+// would stop grpc.Server.Serve, which retries only temporary ones.
 func (l *groupListener) Accept() (net.Conn, error) {
 	for {
 		l.mu.Lock()
@@ -99,12 +63,9 @@ func (l *groupListener) Accept() (net.Conn, error) {
 		if closed {
 			return nil, &net.OpError{Op: "accept", Net: l.base.Addr().Network(), Addr: l.base.Addr(), Err: net.ErrClosed}
 		}
-		hc, err := cur.AcceptHubOn(l.cfg.hub)
+		hc, err := cur.AcceptHubOn(l.cfg.pickHub)
 		if err == nil {
-			if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
-				return c, nil
-			}
-			continue
+			return l.cfg.wrap(hc, l.cfg.serverUserTimeout(), true), nil
 		}
 		if !errors.Is(err, net.ErrClosed) {
 			return nil, err

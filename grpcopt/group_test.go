@@ -16,13 +16,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 )
 
 // newGroup returns a group of n hubs of the test's own, closed when the test
 // ends (after the cleanups registered later, which stop servers and conns).
-func newGroup(t testing.TB, n int, opts ...poller.Option) *poller.Group {
+func newGroup(t testing.TB, n int, opts ...poller.GroupOption) *poller.Group {
 	t.Helper()
 	g, err := poller.NewGroup(n, opts...)
 	if err != nil {
@@ -142,7 +143,7 @@ func TestGroupSpreadsAcceptedAndDialedConns(t *testing.T) {
 	for _, b := range []poller.Balance{poller.LeastRegistered, poller.RoundRobin} {
 		for _, s := range groupServers {
 			t.Run(b.String()+"/"+s.name, func(t *testing.T) {
-				checkNoLeaks(t)
+				hubtest.Check(t)
 				sg := newGroup(t, 3, poller.WithBalance(b))
 				cg := newGroup(t, 3, poller.WithBalance(b))
 				addr := startGroupEcho(t, s, grpcopt.Config{Group: sg})
@@ -155,7 +156,7 @@ func TestGroupSpreadsAcceptedAndDialedConns(t *testing.T) {
 				}
 				// The server's hubs hold the 6 conns and, with Listen, the
 				// listening socket: 7 fds, at most one apart.
-				if !waitFor(5*time.Second, func() bool { return spread(registered(sg), conns, s.listen) }) {
+				if !hubtest.WaitFor(5*time.Second, func() bool { return spread(registered(sg), conns, s.listen) }) {
 					t.Errorf("server fds per hub %v, want %d conns spread at most one apart", registered(sg), conns)
 				}
 			})
@@ -166,11 +167,11 @@ func TestGroupSpreadsAcceptedAndDialedConns(t *testing.T) {
 func TestGroupKeepsServingWhenOneHubCloses(t *testing.T) {
 	for _, s := range groupServers {
 		t.Run(s.name, func(t *testing.T) {
-			checkNoLeaks(t)
+			hubtest.Check(t)
 			sg := newGroup(t, 3)
 			cfg := grpcopt.Config{Group: sg}
 			addr := startGroupEcho(t, s, cfg)
-			ch := newHub(t)
+			ch := hubtest.NewHubUnchecked(t)
 			var clients []*groupClient
 			for range 6 {
 				c := dialGroup(t, addr, grpcopt.Config{Hub: ch})
@@ -220,7 +221,7 @@ func TestGroupKeepsServingWhenOneHubCloses(t *testing.T) {
 }
 
 func TestGroupListenerFailsOnceEveryHubHasClosed(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	g, err := poller.NewGroup(2)
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +251,7 @@ func TestGroupListenerFailsOnceEveryHubHasClosed(t *testing.T) {
 }
 
 func TestGroupListenerCloseWakesAccept(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	g := newGroup(t, 2)
 	lis, err := grpcopt.Config{Group: g}.Listen("unix", unixSocketPath(t))
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // patientCreds waits for an optional first byte under the conn's deadline
@@ -28,22 +29,22 @@ func (p patientCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInf
 
 func (p patientCreds) Clone() credentials.TransportCredentials { return p }
 
-// TestConnectionTimeoutGuardReleasesHubConn (issue 12): when the
+// TestConnectionTimeoutGuardReleasesHubConn: when the
 // ConnectionTimeout guard fires and grpc-go then closes only the raw conn
 // (NewServerTransport fails writing its SETTINGS, unbuffered with
 // grpc.WriteBufferSize(0), before it installs its deferred Close), the hub
 // conn is closed too: the peer sees the conn end, and the hub's
 // registrations and the process's fds return to what they were.
 func TestConnectionTimeoutGuardReleasesHubConn(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	for _, ss := range []serverSetup{optionServer, limitOptServer} {
 		t.Run("on "+ss.name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			lis := ss.listen(t, h, "tcp", "127.0.0.1:0")
 			srv := grpc.NewServer(grpcopt.ServerOption(h, patientCreds{insecure.NewCredentials()}),
 				grpc.ConnectionTimeout(200*time.Millisecond), grpc.WriteBufferSize(0))
 			serve(t, srv, lis)
-			fds := countFDs(t)
+			fds := hubtest.CountFDs(t)
 			c, err := net.Dial("tcp", lis.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -53,12 +54,12 @@ func TestConnectionTimeoutGuardReleasesHubConn(t *testing.T) {
 			if n, err := io.Copy(io.Discard, c); err != nil {
 				t.Fatalf("the silent conn was not closed by the server (read %d bytes): %v", n, err)
 			}
-			if !waitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
+			if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
 				t.Fatalf("hub registrations after the guard fired: %d, want 0", h.Stats().Registered)
 			}
 			c.Close()
-			if !waitFor(10*time.Second, func() bool { return countFDs(t) <= fds }) {
-				t.Fatalf("fds: %d, want at most %d", countFDs(t), fds)
+			if !hubtest.WaitFor(10*time.Second, func() bool { return hubtest.CountFDs(t) <= fds }) {
+				t.Fatalf("fds: %d, want at most %d", hubtest.CountFDs(t), fds)
 			}
 		})
 	}

@@ -56,22 +56,6 @@ var (
 	allClients = []clientSetup{stdClient, hubClient}
 )
 
-// newHub returns a hub of the test's own, closed when the test ends (after
-// everything registered later with t.Cleanup, which runs first).
-func newHub(t testing.TB) *poller.Hub {
-	t.Helper()
-	h, err := poller.New()
-	if err != nil {
-		t.Fatalf("poller.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing the hub: %v", err)
-		}
-	})
-	return h
-}
-
 // listen announces on network and address, on h when s says so.
 func (s serverSetup) listen(t testing.TB, h *poller.Hub, network, address string) net.Listener {
 	t.Helper()
@@ -167,52 +151,6 @@ func countingDialer(h *poller.Hub, dials *atomic.Int64) grpc.DialOption {
 	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
 		dials.Add(1)
 		return cfg.Dial(ctx, addr)
-	})
-}
-
-// waitFor polls cond until it holds or timeout passes, and reports which.
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return cond()
-		}
-		<-tick.C
-	}
-	return true
-}
-
-// countFDs returns the number of open fds of the process.
-func countFDs(t testing.TB) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatalf("reading /proc/self/fd: %v", err)
-	}
-	return len(ents)
-}
-
-// checkNoLeaks records the open fds now and, when the test ends (after all
-// its other cleanups, so register it first), fails the test if goroutines
-// or fds have leaked. The fd count may take a moment to settle while
-// closing conns leave their last operations.
-func checkNoLeaks(t *testing.T) {
-	t.Helper()
-	// The runtime poller and the default hub open fds once per process:
-	// have them exist before the count.
-	poller.Default()
-	if l, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
-		l.Close()
-	}
-	before := countFDs(t)
-	t.Cleanup(func() {
-		testutil.VerifyNoLeaks(t)
-		var now int
-		if !waitFor(5*time.Second, func() bool { now = countFDs(t); return now <= before }) {
-			t.Errorf("fd leak: %d fds open after the test, %d before", now, before)
-		}
 	})
 }
 

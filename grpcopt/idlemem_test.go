@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -91,7 +92,7 @@ func TestIdleConnsPoolReadBuffers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			opts := []grpc.ServerOption{grpc.SharedWriteBuffer(true)}
 			if tt.opts != nil {
 				opts = append(opts, tt.opts(h)...)
@@ -148,7 +149,7 @@ func idleConnCount(t *testing.T) int {
 		t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved) })
 	}
 	const spare = 256 // fds for everything else, and handshakes in flight
-	n := min(idleConnsWanted, (int(lim.Cur)-countFDs(t)-spare)/2)
+	n := min(idleConnsWanted, (int(lim.Cur)-hubtest.CountFDs(t)-spare)/2)
 	if n < 1000 {
 		t.Skipf("RLIMIT_NOFILE hard limit %d leaves room for %d conns only", lim.Max, n)
 	}

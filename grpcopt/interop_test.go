@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -136,7 +137,7 @@ func TestInterop(t *testing.T) {
 }
 
 func testInterop(t *testing.T, tr transportSetup, ss serverSetup, cs clientSetup) {
-	serverHub, clientHub := newHub(t), newHub(t)
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 
 	var serverCreds, clientCreds credentials.TransportCredentials
 	// A server without credentials gives its handlers no AuthInfo;
@@ -208,7 +209,7 @@ func checkHub(t *testing.T, side string, h *poller.Hub, used bool, wantRegs int6
 	st := h.Stats()
 	if got := st.Registered; got != wantRegs {
 		// A conn being torn down may still be registered for a moment.
-		if !waitFor(5*time.Second, func() bool { return h.Stats().Registered == wantRegs }) {
+		if !hubtest.WaitFor(5*time.Second, func() bool { return h.Stats().Registered == wantRegs }) {
 			t.Errorf("%s hub: %d fds registered while connected, want %d", side, h.Stats().Registered, wantRegs)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -48,7 +49,7 @@ func TestKeepaliveEnforcement(t *testing.T) {
 	})
 	for _, ss := range hubServers {
 		t.Run("on "+ss.name+" a raw HTTP/2 client that pings too often reads GOAWAY too_many_pings", func(t *testing.T) {
-			_, addr := startEcho(t, ss, newHub(t), policy)
+			_, addr := startEcho(t, ss, hubtest.NewHubUnchecked(t), policy)
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -95,8 +96,8 @@ func TestKeepaliveEnforcement(t *testing.T) {
 	}
 	for _, ss := range hubServers {
 		t.Run("on "+ss.name+" a gRPC client that pings too often sees its stream fail as Unavailable", func(t *testing.T) {
-			_, addr := startEcho(t, ss, newHub(t), policy)
-			cc := dial(t, addr, newHub(t), nil, fastClientKeepalive(keepalive.ClientParameters{
+			_, addr := startEcho(t, ss, hubtest.NewHubUnchecked(t), policy)
+			cc := dial(t, addr, hubtest.NewHubUnchecked(t), nil, fastClientKeepalive(keepalive.ClientParameters{
 				Time:                50 * time.Millisecond,
 				Timeout:             5 * time.Second,
 				PermitWithoutStream: true,
@@ -158,7 +159,7 @@ func TestKeepalivePingsKeepIdleConnAlive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			serverHub, clientHub := newHub(t), newHub(t)
+			serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 			_, addr := startEcho(t, listenOptServer, serverHub, tt.serverOpts...)
 			var dials atomic.Int64
 			opts := []grpc.DialOption{countingDialer(clientHub, &dials)}
@@ -177,7 +178,7 @@ func TestKeepalivePingsKeepIdleConnAlive(t *testing.T) {
 				pinged = clientHub
 			}
 			base, idleSince := pinged.Stats().Events, time.Now()
-			if !waitFor(20*time.Second, func() bool {
+			if !hubtest.WaitFor(20*time.Second, func() bool {
 				return pinged.Stats().Events >= base+tt.pings && time.Since(idleSince) >= tt.minIdle
 			}) {
 				t.Fatalf("the %s hub saw %d events in 20s of idleness, want %d: pings did not flow",
@@ -205,9 +206,9 @@ func TestMessageSizeLimits(t *testing.T) {
 	for _, ss := range hubServers {
 		t.Run("on "+ss.name, func(t *testing.T) {
 			t.Run("a request over the server's MaxRecvMsgSize fails with ResourceExhausted", func(t *testing.T) {
-				_, addr := startEcho(t, ss, newHub(t), grpc.MaxRecvMsgSize(mib))
+				_, addr := startEcho(t, ss, hubtest.NewHubUnchecked(t), grpc.MaxRecvMsgSize(mib))
 				var dials atomic.Int64
-				c := testutil.NewEchoClient(dial(t, addr, nil, nil, countingDialer(newHub(t), &dials)))
+				c := testutil.NewEchoClient(dial(t, addr, nil, nil, countingDialer(hubtest.NewHubUnchecked(t), &dials)))
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				t.Cleanup(cancel)
 				_, err := c.Unary(ctx, make([]byte, mib+1024))
@@ -222,7 +223,7 @@ func TestMessageSizeLimits(t *testing.T) {
 				}
 			})
 			t.Run("a reply over the client's MaxCallRecvMsgSize fails with ResourceExhausted", func(t *testing.T) {
-				serverHub := newHub(t)
+				serverHub := hubtest.NewHubUnchecked(t)
 				lis := ss.listen(t, serverHub, "tcp", "127.0.0.1:0")
 				srv := grpc.NewServer(ss.serverOptions(serverHub, nil)...)
 				testutil.RegisterEchoServer(srv, &testutil.EchoServer{
@@ -231,7 +232,7 @@ func TestMessageSizeLimits(t *testing.T) {
 					},
 				})
 				serve(t, srv, lis)
-				c := testutil.NewEchoClient(dial(t, lis.Addr().String(), newHub(t), nil,
+				c := testutil.NewEchoClient(dial(t, lis.Addr().String(), hubtest.NewHubUnchecked(t), nil,
 					grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(mib))))
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				t.Cleanup(cancel)
@@ -241,8 +242,8 @@ func TestMessageSizeLimits(t *testing.T) {
 			})
 			t.Run("a 16 MiB message makes the round trip", func(t *testing.T) {
 				const size = 16 * mib
-				_, addr := startEcho(t, ss, newHub(t), grpc.MaxRecvMsgSize(size+mib), grpc.MaxSendMsgSize(size+mib))
-				c := testutil.NewEchoClient(dial(t, addr, newHub(t), nil, grpc.WithDefaultCallOptions(
+				_, addr := startEcho(t, ss, hubtest.NewHubUnchecked(t), grpc.MaxRecvMsgSize(size+mib), grpc.MaxSendMsgSize(size+mib))
+				c := testutil.NewEchoClient(dial(t, addr, hubtest.NewHubUnchecked(t), nil, grpc.WithDefaultCallOptions(
 					grpc.MaxCallRecvMsgSize(size+mib), grpc.MaxCallSendMsgSize(size+mib))))
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				t.Cleanup(cancel)

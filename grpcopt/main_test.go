@@ -3,7 +3,7 @@ package grpcopt_test
 import (
 	"testing"
 
-	"github.com/hubio/hubio/testutil"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
-func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
+func TestMain(m *testing.M) { hubtest.VerifyTestMain(m) }

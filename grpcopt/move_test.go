@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -20,7 +21,7 @@ import (
 // serves them where they are instead of failing every handshake; and conns
 // from Listen on another hub are moved onto the option's hub.
 func TestServerOptionServesConnsItCannotMove(t *testing.T) {
-	h1, h2 := newHub(t), newHub(t)
+	h1, h2 := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	std, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

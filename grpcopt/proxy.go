@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/http/httpproxy"
 	"google.golang.org/grpc"
+
+	"github.com/hubio/hubio/internal/deadline"
 )
 
 // proxyUserAgent is the User-Agent of a CONNECT request: grpc-go's own
@@ -95,9 +97,9 @@ func proxyHandshake(ctx context.Context, conn net.Conn, target string, user *url
 		}
 	}
 	// A context that ends wakes the handshake through a deadline in the
-	// past. Once stop reports the callback started, the conn's deadline is
-	// no longer this function's: the handshake counts as failed.
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	// past. Once stop reports the callback started, the callback owns the
+	// conn's deadline: the handshake counts as failed.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(deadline.Passed) })
 
 	// The request is written by net/http, as grpc-go writes it, so that a
 	// proxy sees the same bytes from either.
@@ -118,8 +120,8 @@ func proxyHandshake(ctx context.Context, conn net.Conn, target string, user *url
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, req)
 	// resp.Body is never read or closed (closing drains it): a refusal's
-	// body could stall past ctx, which no longer reaches the conn once
-	// stop has returned, and a 2xx response to CONNECT has no body (RFC
+	// body could stall past ctx, which cannot reach the conn once stop
+	// has returned, and a 2xx response to CONNECT has no body (RFC
 	// 9110, 9.3.6: a client ignores its Content-Length), so what follows
 	// its header is the tunnel's.
 	if !stop() {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -255,7 +256,7 @@ func TestDialOptionTunnelsThroughTheEnvironmentsProxyAsGRPCGoDoes(t *testing.T) 
 	}
 	p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 	setProxyEnv(t, p.URL("alice:s3cret"), "localhost,other.test")
-	h := newHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	var lookups atomic.Int64
 	c := hubProxyClient(t, grpcopt.Config{Hub: h}, proxyTarget, &lookups)
 	if err := unary(c); err != nil {
@@ -315,7 +316,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 			setProxyEnv(t, p.URL(""), tc.noProxy)
-			tc.cfg.Hub = newHub(t)
+			tc.cfg.Hub = hubtest.NewHubUnchecked(t)
 			var lookups atomic.Int64
 			c := hubProxyClient(t, tc.cfg, proxyTarget, &lookups)
 			err := unary(c)
@@ -335,7 +336,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		p := startConnectProxy(t, backend, http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "")
 		var lookups atomic.Int64
-		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: newHub(t)}, backend, &lookups)); err != nil {
+		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, backend, &lookups)); err != nil {
 			t.Fatalf("RPC to %s: %v", backend, err)
 		}
 		if reqs := p.Requests(); len(reqs) != 0 {
@@ -343,7 +344,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		}
 	})
 	t.Run("a unix socket", func(t *testing.T) {
-		h := newHub(t)
+		h := hubtest.NewHubUnchecked(t)
 		e := testutil.StartEcho(t, testutil.WithHub(h), testutil.WithUnixSocket())
 		p := startConnectProxy(t, "", http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "")
@@ -359,7 +360,7 @@ func TestDialOptionBypassesTheProxyAsGRPCGoDoes(t *testing.T) {
 		p := startConnectProxy(t, startEchoBackend(t), http.StatusOK, "")
 		setProxyEnv(t, p.URL(""), "other.test,grpc.test:80")
 		var lookups atomic.Int64
-		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: newHub(t)}, proxyTarget, &lookups)); err != nil {
+		if err := unary(hubProxyClient(t, grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, proxyTarget, &lookups)); err != nil {
 			t.Fatalf("RPC through the proxy: %v", err)
 		}
 		if reqs := p.Requests(); len(reqs) != 1 {
@@ -373,7 +374,7 @@ func TestDialOptionReportsAProxysRefusal(t *testing.T) {
 		t.Run(http.StatusText(code), func(t *testing.T) {
 			p := startConnectProxy(t, startEchoBackend(t), code, "")
 			setProxyEnv(t, p.URL("alice:wrong"), "")
-			h := newHub(t)
+			h := hubtest.NewHubUnchecked(t)
 			var lookups atomic.Int64
 			err := unary(hubProxyClient(t, grpcopt.Config{Hub: h}, proxyTarget, &lookups))
 			want := fmt.Sprintf("proxy refused CONNECT grpc.test:443: %d %s", code, http.StatusText(code))
@@ -393,7 +394,7 @@ func TestDialOptionReportsAProxysRefusal(t *testing.T) {
 			if c != nil {
 				c.Close()
 			}
-			if !waitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
+			if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
 				t.Errorf("refused conns left %d fds on the hub", h.Stats().Registered)
 			}
 		})
@@ -411,7 +412,7 @@ func TestDialThroughProxyKeepsBytesReadAhead(t *testing.T) {
 			p := startConnectProxy(t, "", http.StatusOK, tc.extra)
 			setProxyEnv(t, p.URL(""), "")
 			var lookups atomic.Int64
-			cfg := grpcopt.WithResolver(grpcopt.Config{Hub: newHub(t)}, noDNS(&lookups))
+			cfg := grpcopt.WithResolver(grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, noDNS(&lookups))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			c, err := cfg.Dial(ctx, "grpc.test:443")
@@ -440,7 +441,7 @@ func TestDialThroughProxyKeepsBytesReadAhead(t *testing.T) {
 func TestDialThroughASilentProxyEndsWithItsContext(t *testing.T) {
 	p := startConnectProxy(t, "", 0, "")
 	setProxyEnv(t, p.URL(""), "")
-	h := newHub(t)
+	h := hubtest.NewHubUnchecked(t)
 	var lookups atomic.Int64
 	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: h}, noDNS(&lookups))
 	for _, tc := range []struct {
@@ -474,7 +475,7 @@ func TestDialThroughASilentProxyEndsWithItsContext(t *testing.T) {
 			}
 		})
 	}
-	if !waitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
 		t.Errorf("failed handshakes left %d fds on the hub", h.Stats().Registered)
 	}
 }

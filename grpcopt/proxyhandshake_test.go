@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // TestDialThroughAProxyIgnoresAConnectOKsContentLength: what follows a 200
@@ -21,7 +22,7 @@ func TestDialThroughAProxyIgnoresAConnectOKsContentLength(t *testing.T) {
 	lis, held := oneShotProxy(t, "HTTP/1.1 200 Connection established\r\nContent-Length: 5\r\n\r\nhello")
 	setProxyEnv(t, "http://"+lis.Addr().String(), "")
 	var lookups atomic.Int64
-	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: newHub(t)}, noDNS(&lookups))
+	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, noDNS(&lookups))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := cfg.Dial(ctx, "grpc.test:443")
@@ -47,7 +48,7 @@ func TestDialThroughAProxyThatStallsARefusalsBody(t *testing.T) {
 	lis, accepted := oneShotProxy(t, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 100\r\n\r\n")
 	setProxyEnv(t, "http://"+lis.Addr().String(), "")
 	var lookups atomic.Int64
-	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: newHub(t)}, noDNS(&lookups))
+	cfg := grpcopt.WithResolver(grpcopt.Config{Hub: hubtest.NewHubUnchecked(t)}, noDNS(&lookups))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	time.AfterFunc(100*time.Millisecond, cancel)

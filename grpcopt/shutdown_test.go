@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -31,8 +32,8 @@ func openEchoStream(t *testing.T, ctx context.Context, c *testutil.EchoClient) *
 // another hub (one round trip done).
 func serveOpenStream(t *testing.T, ss serverSetup) (*grpc.Server, *testutil.EchoStream) {
 	t.Helper()
-	checkNoLeaks(t) // first: its cleanup runs after everything below is closed
-	serverHub, clientHub := newHub(t), newHub(t)
+	hubtest.Check(t) // first: its cleanup runs after everything below is closed
+	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	srv, addr := startEcho(t, ss, serverHub)
 	c := testutil.NewEchoClient(dial(t, addr, clientHub, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/testutil"
 )
@@ -23,7 +24,7 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 		reader := sdkmetric.NewManualReader()
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 		t.Cleanup(func() { mp.Shutdown(context.Background()) })
-		h := newHub(t)
+		h := hubtest.NewHubUnchecked(t)
 		cfg := grpcopt.Config{Hub: h, MeterProvider: mp, NoTelemetry: off}
 
 		lis, err := cfg.Listen("tcp", "127.0.0.1:0")
@@ -83,7 +84,7 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 // every hub of the group report, each labelled with its index, even the
 // hubs that hold no conn yet.
 func TestGroupTelemetryLabelsEachHub(t *testing.T) {
-	checkNoLeaks(t)
+	hubtest.Check(t)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { mp.Shutdown(context.Background()) })

@@ -24,9 +24,8 @@
 // with a zero timeout before letting the runtime park the goroutine, so no
 // edge is lost to the ready flag that Read clears when it starts. The next
 // timer is the file's read deadline. No OS thread is held while the hub is
-// idle. Blocking in epoll_wait instead was measured several times slower to
-// wake, and is kept only as a benchmark switch; docs/poller.md has the
-// figures.
+// idle. Blocking in epoll_wait instead, a switch for benchmarks only, is
+// several times slower to wake; docs/poller.md has the figures.
 //
 // A readiness event reaches its waiter in two steps: the runtime poller
 // wakes the hub goroutine, and the hub makes the waiter runnable with a
@@ -37,13 +36,31 @@
 // one poll harvests a batch of events and the wake is shared
 // (docs/poller.md, and the README's micro-benchmark section).
 //
+// # Counters
+//
+// Stats answers "how many conns does this hub hold" with Conns: fds given
+// to Register, not the listening sockets given to RegisterListener (as
+// package transport registers its listeners), which Registered counts too.
+// Events counts readiness events handed to waiters, not requests: a conn
+// that many callers share carries several RPCs per event.
+//
 // # Files
 //
+// hub.go holds the hub's lifecycle (New, Default, Close, Done, Err) and
+// Stats; options.go the options of New and NewGroup; callbacks.go
+// Schedule's queue and how the hub runs users' callbacks, locked to a
+// thread whose id (thread_linux.go) lets Close tell it is called from one.
 // loop.go is the loop every platform shares and states what a platform's
 // poll set must provide; epoll_linux.go is that poll set on Linux, and
-// unsupported.go elsewhere. hub.go holds the lifecycle (New, Default,
-// Close, Done), Schedule and Stats; registration.go the per-fd half;
-// timer.go the timer heap and AfterFunc.
+// unsupported.go elsewhere. registration.go is the per-fd half (Register,
+// Prepare, Wait, deadlines, the waiter's park); errqueue.go the EPOLLERR
+// handler a registration may set; timer.go the timer heap and AfterFunc;
+// group.go the Group of hubs and its Balance; observer.go the Observer
+// hooks and the loop-time accounting; loopdelay.go Hub.LoopDelay (the
+// latest measurement, observer or not) and Registration.Wake. dropwake_on.go and dropwake_off.go
+// switch on and off the deliberately lost wakeup of hubio_dropwakeup
+// builds, with which a soak shows that it notices one. filemap_test.go
+// fails when a file is added, removed or renamed without this map.
 //
 // # Failures
 //

@@ -49,3 +49,12 @@ func (r *Registration) Gen() uint32 { return r.gen }
 
 // Pending reports whether direction m holds a readiness token.
 func (r *Registration) Pending(m Mode) bool { return len(r.dirs[m].token) > 0 }
+
+// OptionsForTest returns how h waits and how many events one wait may
+// harvest, as its options set them.
+func (h *Hub) OptionsForTest() (WaitDesign, int) {
+	if h.p.file() == nil {
+		return block, h.batch
+	}
+	return park, h.batch
+}

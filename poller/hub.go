@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -29,46 +28,8 @@ var errClosedTwice = fmt.Errorf("poller: hub already closed: %w", net.ErrClosed)
 // callback calling runtime.Goexit (t.FailNow in an AfterFunc, for example).
 var errGoexit = fmt.Errorf("poller: hub stopped: a callback called runtime.Goexit: %w", net.ErrClosed)
 
-// Option configures a Hub. The options that exist are switches for this
-// package's own tests and benchmarks; New with none gives the hub every
-// program should use.
-type Option func(*options)
-
-type options struct {
-	design  waitDesign
-	batch   int
-	balance Balance // NewGroup only; see group.go
-}
-
-// waitDesign selects how the hub goroutine waits for events; see loop.go.
-type waitDesign int
-
-const (
-	// park (the default) registers the poll fd with the Go runtime poller,
-	// so the hub goroutine parks like any other goroutine and holds no OS
-	// thread while idle.
-	park waitDesign = iota
-	// block makes the hub goroutine block in the platform's wait, holding
-	// an OS thread until the runtime hands its P to another thread. It is
-	// kept for comparison in benchmarks (docs/poller.md); it is several
-	// times slower to wake.
-	block
-)
-
-// withWaitDesign selects how the hub waits (park by default).
-func withWaitDesign(d waitDesign) Option { return func(o *options) { o.design = d } }
-
-// withEventBatch sets how many events one wait may harvest (128 by default).
-func withEventBatch(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.batch = n
-		}
-	}
-}
-
 // Stats are a hub's counters since New. All are cumulative except
-// Registered.
+// Registered and Conns.
 type Stats struct {
 	Iterations uint64 // loop iterations: epoll_wait calls by the hub goroutine
 	Events     uint64 // readiness events delivered to registered fds
@@ -76,7 +37,14 @@ type Stats struct {
 	Writes     uint64 // signals that wrote to the eventfd (the rest coalesced)
 	Callbacks  uint64 // Schedule callbacks run
 	Timers     uint64 // timer callbacks run (AfterFunc and deadlines)
-	Registered int64  // fds registered now
+	Registered int64  // fds registered now: conns and listeners
+	// Conns is the number of conns registered now: Registered less the
+	// listening sockets (those registered with RegisterListener, as
+	// package transport registers its listeners). It answers "how many
+	// conns does this hub hold": a server whose conns are on the hub shows
+	// one per connected client (a client dialing on the same hub adds its
+	// own), an idle one 0.
+	Conns int64
 }
 
 // Hub is an event loop: one goroutine that owns an epoll set, a wakeup
@@ -162,6 +130,7 @@ type Hub struct {
 	callbacks  atomic.Uint64
 	timersRun  atomic.Uint64
 	registered atomic.Int64
+	conns      atomic.Int64 // registered less listeners; as registered
 
 	obs observing // telemetry hooks; see observer.go
 }
@@ -343,33 +312,6 @@ func (h *Hub) waitStopped() {
 	<-h.done.Done()
 }
 
-// onHubThread reports whether the caller is the hub goroutine running a
-// callback. The caller is locked to its thread while it compares: else it
-// could read the id of the thread the hub is locked to, be moved onto that
-// very thread once the hub has left its callbacks and unlocked it, and
-// then read its own id as the same. Locked, the caller holds its thread
-// throughout, and the hub cannot be locked to that thread meanwhile unless
-// it is the caller.
-func (h *Hub) onHubThread() bool {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	t := h.cbThread.Load()
-	return t != 0 && t == threadID()
-}
-
-// enterCallbacks locks the hub goroutine to its OS thread and records the
-// thread's id, so that a Close from a callback can tell it is one (see
-// waitStopped); leaveCallbacks undoes it. Hub goroutine only.
-func (h *Hub) enterCallbacks() {
-	runtime.LockOSThread()
-	h.cbThread.Store(threadID())
-}
-
-func (h *Hub) leaveCallbacks() {
-	h.cbThread.Store(0)
-	runtime.UnlockOSThread()
-}
-
 // Done returns a channel that is closed once the hub goroutine has stopped
 // and the hub's fds are closed: after Close, or after the hub stopped on its
 // own (see Err).
@@ -383,52 +325,13 @@ func (h *Hub) Stats() Stats {
 		Callbacks:  h.callbacks.Load(),
 		Timers:     h.timersRun.Load(),
 		Registered: h.registered.Load(),
+		Conns:      h.conns.Load(),
 	}
 	if h.wake != nil {
 		ws := h.wake.Stats()
 		s.Signals, s.Writes = ws.Signals, ws.Writes
 	}
 	return s
-}
-
-// Schedule queues f to run on the hub goroutine and wakes the hub through
-// its eventfd. Callbacks run in the order they were scheduled. Schedule never
-// blocks; it returns an error matching net.ErrClosed if the hub is closed.
-func (h *Hub) Schedule(f func()) error {
-	h.qmu.Lock()
-	if h.closing.Load() {
-		h.qmu.Unlock()
-		return h.closeErr
-	}
-	if len(h.queue) == 0 {
-		h.obs.queued()
-	}
-	h.queue = append(h.queue, f)
-	h.qmu.Unlock()
-	h.wake.Signal()
-	return nil
-}
-
-// runQueue runs the callbacks scheduled so far. Hub goroutine only.
-func (h *Hub) runQueue() {
-	h.qmu.Lock()
-	q := h.queue
-	h.queue = h.spare[:0]
-	queuedAt := h.obs.takeQueued()
-	h.qmu.Unlock()
-	h.obs.queueWait(queuedAt)
-	if len(q) == 0 {
-		h.spare = q
-		return
-	}
-	h.enterCallbacks()
-	for i, f := range q {
-		q[i] = nil
-		f()
-	}
-	h.leaveCallbacks()
-	h.callbacks.Add(uint64(len(q)))
-	h.spare = q[:0]
 }
 
 // shutdown runs on the hub goroutine once the loop has stopped (or a
@@ -443,8 +346,8 @@ func (h *Hub) shutdown() {
 	h.regMu.Unlock()
 	for _, r := range regs {
 		if r != nil {
-			h.registered.Add(-1) // it left regs, as in Deregister
-			r.fail(stateHubClosed)
+			h.unregistered(r) // it left regs, as in Deregister
+			r.closeByHub()
 		}
 	}
 	h.tm.mu.Lock()

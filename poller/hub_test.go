@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -182,7 +183,7 @@ func TestCloseFromACallbackStopsTheHubWhenItReturns(t *testing.T) {
 // the callbacks; it still returns only once the hub has stopped, and every
 // callback scheduled before Close has run by then.
 func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	var ran atomic.Int64
 	for range 100 {
 		h.Schedule(func() { ran.Add(1) })
@@ -202,7 +203,7 @@ func TestCloseRunsCallbacksAlreadyScheduled(t *testing.T) {
 // callback runs is not the callback's own Close: it waits for the callback
 // to return and the hub to stop.
 func TestCloseDuringACallbackWaitsForIt(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	running, release := make(chan struct{}), make(chan struct{})
 	h.Schedule(func() { close(running); <-release })
 	within(t, 5*time.Second, running, "callback running")
@@ -266,7 +267,7 @@ func TestDefaultHubCannotBeClosed(t *testing.T) {
 }
 
 func TestHubGoroutineCarriesItsPprofLabel(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	within(t, time.Second, scheduled(t, h), "a callback") // the loop is running
 	var b strings.Builder
 	if err := pprof.Lookup("goroutine").WriteTo(&b, 1); err != nil {
@@ -282,7 +283,7 @@ func TestHubGoroutineCarriesItsPprofLabel(t *testing.T) {
 func BenchmarkScheduleRoundTrip(b *testing.B) {
 	for _, d := range designs {
 		b.Run(d.String(), func(b *testing.B) {
-			h := newHub(b, poller.WithWaitDesign(d))
+			h := hubtest.NewHub(b, poller.WithWaitDesign(d))
 			done := make(chan struct{}, 1)
 			f := func() { done <- struct{}{} }
 			b.ReportAllocs()

@@ -85,7 +85,7 @@ func (h *Hub) loopPark() {
 	f := h.p.file()
 	raw, err := f.SyscallConn()
 	if err != nil {
-		h.fail(err)
+		h.closeOnPollError(err)
 		return
 	}
 	pass := func(uintptr) bool { return h.pass() }
@@ -96,7 +96,7 @@ func (h *Hub) loopPark() {
 			err = f.SetReadDeadline(time.Time{})
 		}
 		if err != nil {
-			h.fail(err)
+			h.closeOnPollError(err)
 			return
 		}
 	}
@@ -129,7 +129,7 @@ func (h *Hub) pass() bool {
 				t = time.Now().Add(time.Duration(next - now()))
 			}
 			if err := h.p.file().SetReadDeadline(t); err != nil {
-				h.fail(err)
+				h.closeOnPollError(err)
 				return true
 			}
 		}
@@ -148,7 +148,7 @@ func (h *Hub) poll(timeout int) int {
 	n, err := h.p.wait(timeout)
 	h.obs.polled(max(n, 0))
 	if err != nil {
-		h.fail(err)
+		h.closeOnPollError(err)
 		return 0
 	}
 	// ready[i] is the registration of event i: nil for the wakeup fd and
@@ -184,9 +184,9 @@ func (h *Hub) poll(timeout int) int {
 	return n
 }
 
-// fail closes the hub with err, a persistent failure of its poll set or of
-// the runtime poller: every waiter learns why. Hub goroutine only; the loop
-// stops when it next looks at closing.
-func (h *Hub) fail(err error) {
+// closeOnPollError closes the hub with err, a persistent failure of its
+// poll set or of the runtime poller: every waiter learns why. Hub goroutine
+// only; the loop stops when it next looks at closing.
+func (h *Hub) closeOnPollError(err error) {
 	h.closeWith(fmt.Errorf("poller: hub closed: %w: %w", net.ErrClosed, err))
 }

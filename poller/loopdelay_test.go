@@ -8,11 +8,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
 func TestLoopDelayIsMeasuredWithoutAnObserver(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	if d := h.LoopDelay(); d != 0 {
 		t.Fatalf("LoopDelay before any timer: %v", d)
 	}
@@ -34,7 +35,7 @@ func TestLoopDelayIsMeasuredWithoutAnObserver(t *testing.T) {
 }
 
 func TestRegistrationWakeReleasesAWaiter(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -35,8 +35,9 @@ type Observer interface {
 // SetObserver makes the hub report to o (nil stops reporting) and starts
 // the loop-time accounting read by LoopTime. One hand-off in every
 // handOffEvery is measured (1 measures all; ≤ 0 measures none). A later call
-// replaces the observer. SetObserver wakes the hub once, so that an idle
-// hub starts accounting its park at once.
+// replaces the observer, and every observer AddObserver added. SetObserver
+// wakes the hub once, so that an idle hub starts accounting its park at
+// once.
 func (h *Hub) SetObserver(o Observer, handOffEvery int) {
 	if o == nil {
 		h.obs.box.Store(nil)
@@ -49,6 +50,68 @@ func (h *Hub) SetObserver(o Observer, handOffEvery int) {
 	h.obs.since.CompareAndSwap(0, now())
 	h.obs.box.Store(b)
 	h.Schedule(func() {}) // a closed hub has no loop time to account
+}
+
+// AddObserver makes the hub report to o as well as to the observers it has
+// already (SetObserver's or AddObserver's): each method of each observer is
+// called in the order they were added. One hand-off in every handOffEvery
+// is measured, as in SetObserver; with several observers the hub samples
+// at the smallest positive period any of them asked for, and each observer
+// sees every sampled hand-off. SetObserver (nil included) replaces them
+// all. Package telemetry adds its observer this way, so that a program's
+// own observer keeps working.
+func (h *Hub) AddObserver(o Observer, handOffEvery int) {
+	if o == nil {
+		return
+	}
+	every := uint32(max(handOffEvery, 0))
+	for {
+		old := h.obs.box.Load()
+		b := &observerBox{o: o, every: every}
+		if old != nil {
+			prev, ok := old.o.(observers)
+			if !ok {
+				prev = observers{old.o}
+			}
+			b.o = append(prev[:len(prev):len(prev)], o)
+			if old.every != 0 && (every == 0 || old.every < every) {
+				b.every = old.every
+			}
+		}
+		if h.obs.box.CompareAndSwap(old, b) {
+			break
+		}
+	}
+	h.obs.since.CompareAndSwap(0, now())
+	h.Schedule(func() {}) // as in SetObserver
+}
+
+// observers is the Observer of a hub with more than one (AddObserver):
+// it calls each in turn. Immutable once stored.
+type observers []Observer
+
+func (os observers) LoopDelay(d time.Duration) {
+	for _, o := range os {
+		o.LoopDelay(d)
+	}
+}
+
+func (os observers) Iteration(events int) {
+	for _, o := range os {
+		o.Iteration(events)
+	}
+}
+
+func (os observers) QueueWait(d time.Duration) {
+	for _, o := range os {
+		o.QueueWait(d)
+	}
+}
+
+func (os observers) HandOff(d time.Duration) {
+	for _, o := range os {
+		o.HandOff(d)
+	}
 }
 
 // LoopTime returns how long the hub goroutine has been busy and how long it
@@ -161,15 +224,6 @@ func (s *observing) loopDelay(late int64) {
 	}
 }
 
-// late returns how far n is past the earliest timer's expiry, or -1 if no
-// timer is due at n. mu must be held.
-func (ts *timers) late(n int64) int64 {
-	if len(ts.heap) == 0 || ts.heap[0].when > n {
-		return -1
-	}
-	return n - ts.heap[0].when
-}
-
 // delivering stamps a sampled hand-off before deliver wakes r's waiters.
 // Only a direction whose waiter is parked in Wait is stamped, so the
 // measured time is a wake-up and never the idle time before a Wait. Hub
@@ -201,22 +255,4 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 type handOffProbe struct {
 	parked atomic.Bool
 	wokeAt atomic.Int64
-}
-
-// receive parks on d's token, measuring the hand-off when a hub with an
-// observer stamps it. Waiter's goroutine.
-func (s *observing) receive(d *direction) {
-	b := s.on()
-	if b == nil || b.every == 0 {
-		<-d.token
-		return
-	}
-	p := &d.probe
-	p.wokeAt.Store(0)
-	p.parked.Store(true)
-	<-d.token
-	p.parked.Store(false)
-	if at := p.wokeAt.Swap(0); at != 0 {
-		b.o.HandOff(time.Duration(now() - at))
-	}
 }

@@ -120,3 +120,40 @@ func TestLoopTimeOfIdleHubIsMostlyIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestAddObserverKeepsTheFirst: an observer added beside one set with
+// SetObserver leaves both receiving every event; SetObserver then replaces
+// both.
+func TestAddObserverKeepsTheFirst(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		first, second := &recorder{}, &recorder{}
+		h.SetObserver(first, 0)
+		h.AddObserver(second, 0)
+		for range 3 {
+			ran := make(chan struct{})
+			h.Schedule(func() { close(ran) })
+			within(t, 5*time.Second, ran, "Schedule")
+		}
+		fired := make(chan struct{})
+		h.AfterFunc(time.Millisecond, func() { close(fired) })
+		within(t, 5*time.Second, fired, "AfterFunc")
+		for name, r := range map[string]*recorder{"first": first, "second": second} {
+			if delays, waits, _, iterations := r.counts(); delays == 0 || waits == 0 || iterations == 0 {
+				t.Errorf("%s observer: %d delays, %d queue waits, %d iterations; want each > 0", name, delays, waits, iterations)
+			}
+		}
+		h.SetObserver(first, 0)
+		// A callback scheduled now runs after any iteration that loaded
+		// the old observers has reported.
+		settled := make(chan struct{})
+		h.Schedule(func() { close(settled) })
+		within(t, 5*time.Second, settled, "Schedule")
+		_, _, _, before := second.counts()
+		ran := make(chan struct{})
+		h.Schedule(func() { close(ran) })
+		within(t, 5*time.Second, ran, "Schedule")
+		if _, _, _, after := second.counts(); after != before {
+			t.Errorf("observer replaced by SetObserver saw %d more iterations", after-before)
+		}
+	})
+}

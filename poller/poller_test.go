@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
-	"github.com/hubio/hubio/internal/leakcheck"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -24,38 +23,16 @@ func TestMain(m *testing.M) {
 		// The fd-exhaustion child must reach Default with no hub yet.
 		os.Exit(m.Run())
 	}
-	// The default hub lives for the whole process by design: start it first
-	// so that goleak ignores its goroutine and nothing else.
-	// A test that stops the default hub makes Default start another: the
-	// frame defaultLoop marks its goroutine too.
-	poller.Default()
-	goleak.VerifyTestMain(m, goleak.IgnoreCurrent(), ignoreDefaultHub)
+	hubtest.VerifyTestMain(m)
 }
-
-// ignoreDefaultHub lets leak checks pass over the default hub's goroutine.
-var ignoreDefaultHub = goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop")
 
 var designs = []poller.WaitDesign{poller.Park, poller.Block}
 
 // forEachDesign runs f once per hub wait design, each with its own hub.
 func forEachDesign(t *testing.T, f func(t *testing.T, h *poller.Hub)) {
 	for _, d := range designs {
-		t.Run(d.String(), func(t *testing.T) { f(t, newHub(t, poller.WithWaitDesign(d))) })
+		t.Run(d.String(), func(t *testing.T) { f(t, hubtest.NewHub(t, poller.WithWaitDesign(d))) })
 	}
-}
-
-// newHub returns a new hub, closed at cleanup. It also starts the test's
-// leak check (internal/leakcheck), run once the cleanups registered after
-// it have: a test's first hub is its first resource.
-func newHub(t testing.TB, opts ...poller.Option) *poller.Hub {
-	t.Helper()
-	leakcheck.Check(t, ignoreDefaultHub)
-	h, err := poller.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
 }
 
 // pipe returns a non-blocking pipe, closed at cleanup unless closed before.
@@ -107,8 +84,8 @@ func scheduled(t testing.TB, h *poller.Hub) <-chan struct{} {
 }
 
 // goid returns the calling goroutine's id, parsed from the first line of its
-// stack trace ("goroutine 42 [running]:"). The hub no longer asks which
-// goroutine it is on; tests still check where callbacks run.
+// stack trace ("goroutine 42 [running]:"), so that tests can check on
+// which goroutine callbacks run; the hub itself never asks.
 func goid() uint64 {
 	var buf [64]byte
 	b := buf[:runtime.Stack(buf[:], false)]

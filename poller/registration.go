@@ -39,6 +39,9 @@ type Registration struct {
 	hub *Hub   // immutable
 	fd  int    // immutable
 	gen uint32 // immutable after Register: stale events carry another value
+	// listener is immutable: registered by RegisterListener, so not
+	// counted in Stats.Conns.
+	listener bool
 
 	// state is stateOpen until Deregister or the hub's shutdown changes it,
 	// once (CAS).
@@ -79,7 +82,17 @@ type direction struct {
 // the fd. Keep it so: a callback or timer that captures the owner makes the
 // hub keep it alive.
 func (h *Hub) Register(fd int) (*Registration, error) {
-	r := &Registration{hub: h, fd: fd}
+	return h.register(fd, false)
+}
+
+// RegisterListener is Register for a listening socket: the fd counts in
+// Stats.Registered but not in Stats.Conns. Everything else is as Register.
+func (h *Hub) RegisterListener(fd int) (*Registration, error) {
+	return h.register(fd, true)
+}
+
+func (h *Hub) register(fd int, listener bool) (*Registration, error) {
+	r := &Registration{hub: h, fd: fd, listener: listener}
 	for m := range r.dirs {
 		d := &r.dirs[m]
 		d.token = make(chan struct{}, 1)
@@ -110,6 +123,9 @@ func (h *Hub) Register(fd int) (*Registration, error) {
 	}
 	h.regs[fd] = r
 	h.registered.Add(1)
+	if !listener {
+		h.conns.Add(1)
+	}
 	h.regMu.Unlock()
 	return r, nil
 }
@@ -145,15 +161,25 @@ func (r *Registration) Deregister() {
 	if r.fd < len(h.regs) && h.regs[r.fd] == r {
 		h.regs[r.fd] = nil
 		h.p.del(r.fd) // under regMu: the poll fd is still open
-		h.registered.Add(-1)
+		h.unregistered(r)
 	}
 	h.regMu.Unlock()
 	r.wakeAll()
 }
 
-// fail marks the registration closed by its hub; hub goroutine only.
-func (r *Registration) fail(state int32) {
-	r.state.CompareAndSwap(stateOpen, state)
+// unregistered takes r, which has just left the registration table, off
+// the counts.
+func (h *Hub) unregistered(r *Registration) {
+	h.registered.Add(-1)
+	if !r.listener {
+		h.conns.Add(-1)
+	}
+}
+
+// closeByHub marks the registration closed by its hub's shutdown and wakes
+// its waiters, which then return the hub's close error. Hub goroutine only.
+func (r *Registration) closeByHub() {
+	r.state.CompareAndSwap(stateOpen, stateHubClosed)
 	r.wakeAll()
 }
 
@@ -233,6 +259,24 @@ func (r *Registration) Wait(m Mode) error {
 	}
 	r.hub.obs.receive(&r.dirs[m]) // <-r.dirs[m].token, measured
 	return r.err(m)
+}
+
+// receive parks on d's token, measuring the hand-off when a hub with an
+// observer stamps it. Waiter's goroutine.
+func (s *observing) receive(d *direction) {
+	b := s.on()
+	if b == nil || b.every == 0 {
+		<-d.token
+		return
+	}
+	p := &d.probe
+	p.wokeAt.Store(0)
+	p.parked.Store(true)
+	<-d.token
+	p.parked.Store(false)
+	if at := p.wokeAt.Swap(0); at != 0 {
+		b.o.HandOff(time.Duration(now() - at))
+	}
 }
 
 // SetDeadline sets the time after which Prepare and Wait in direction m fail

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -94,7 +95,7 @@ func TestDeadlineWakesWaiterAndCanMove(t *testing.T) {
 }
 
 func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	reg, got := parkedReader(t, h)
 	reg.Deregister()
 	reg.Deregister()
@@ -110,7 +111,7 @@ func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
 // that gets the same number, and delivers an event carrying the old
 // registration's generation: the new owner must not be woken by it.
 func TestStaleEventForReusedFdIsDropped(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_NONBLOCK|unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestStaleEventForReusedFdIsDropped(t *testing.T) {
 func BenchmarkReadiness(b *testing.B) {
 	for _, d := range designs {
 		b.Run(d.String(), func(b *testing.B) {
-			h := newHub(b, poller.WithWaitDesign(d))
+			h := hubtest.NewHub(b, poller.WithWaitDesign(d))
 			r1, w1 := pipe(b)
 			r2, w2 := pipe(b)
 			reg1, _ := h.Register(r1)
@@ -199,7 +200,7 @@ func BenchmarkReadiness(b *testing.B) {
 // so an owner dropped without Close is collected, and a cleanup attached to
 // it can deregister the fd.
 func TestRegistrationDoesNotKeepItsOwnerAlive(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	r, _ := pipe(t)
 	type owner struct {
 		reg *poller.Registration
@@ -240,7 +241,7 @@ func TestRegistrationDoesNotKeepItsOwnerAlive(t *testing.T) {
 func TestFullBatchesAreHarvestedAgain(t *testing.T) {
 	for _, d := range designs {
 		t.Run(d.String(), func(t *testing.T) {
-			h := newHub(t, poller.WithWaitDesign(d), poller.WithEventBatch(1))
+			h := hubtest.NewHub(t, poller.WithWaitDesign(d), poller.WithEventBatch(1))
 			const n = 8
 			writers := make([]int, n)
 			got := make(chan error, n)
@@ -264,4 +265,49 @@ func TestFullBatchesAreHarvestedAgain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConnsCountsRegistrationsApartFromListeners: Stats.Conns counts the
+// fds given to Register, not those given to RegisterListener, while
+// Registered counts both; Deregister and Close take each off the count it
+// is in.
+func TestConnsCountsRegistrationsApartFromListeners(t *testing.T) {
+	h := hubtest.NewHub(t)
+	want := func(registered, conns int64) {
+		t.Helper()
+		if s := h.Stats(); s.Registered != registered || s.Conns != conns {
+			t.Fatalf("Registered %d, Conns %d; want %d, %d", s.Registered, s.Conns, registered, conns)
+		}
+	}
+	want(0, 0)
+	lr, _ := pipe(t)
+	l, err := h.RegisterListener(lr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(1, 0)
+	var conns []*poller.Registration
+	for range 2 {
+		r, _ := pipe(t)
+		reg, err := h.Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, reg)
+	}
+	want(3, 2)
+	l.Deregister()
+	l.Deregister() // idempotent: counted once
+	want(2, 2)
+	conns[0].Deregister()
+	want(1, 1)
+	lr2, _ := pipe(t)
+	if _, err := h.RegisterListener(lr2); err != nil {
+		t.Fatal(err)
+	}
+	want(2, 1)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want(0, 0)
 }

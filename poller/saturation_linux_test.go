@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -32,7 +33,7 @@ import (
 func BenchmarkHubSaturation(b *testing.B) {
 	for _, pairs := range []int{64, 256, 1024} {
 		b.Run(fmt.Sprintf("pairs=%d", pairs), func(b *testing.B) {
-			h := newHub(b)
+			h := hubtest.NewHub(b)
 			// The loop's busy time, as telemetry's utilization reads it.
 			h.SetObserver(nopObserver{}, 0)
 			busy := func() time.Duration { d, _ := h.LoopTime(); return d }

@@ -115,6 +115,15 @@ func (ts *timers) popExpired(n int64, due []*timer) (out []*timer, next int64) {
 	return due, next
 }
 
+// late returns how far n is past the earliest timer's expiry, or -1 if no
+// timer is due at n. mu must be held.
+func (ts *timers) late(n int64) int64 {
+	if len(ts.heap) == 0 || ts.heap[0].when > n {
+		return -1
+	}
+	return n - ts.heap[0].when
+}
+
 func (ts *timers) fix(i int) {
 	if !ts.down(i) {
 		ts.up(i)

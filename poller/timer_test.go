@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -50,7 +51,7 @@ func TestAfterFuncNeverFiresEarlyAndStopCancels(t *testing.T) {
 // TestAfterFuncCenturiesAwayStaysPending: a duration that overflows the
 // hub's clock saturates instead of firing at once.
 func TestAfterFuncCenturiesAwayStaysPending(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	fired := make(chan struct{}, 1)
 	stop := h.AfterFunc(time.Duration(1<<63-1), func() { fired <- struct{}{} })
 	later := make(chan struct{})

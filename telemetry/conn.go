@@ -21,15 +21,18 @@ var errInstrumented = errors.New("telemetry: conn already instrumented")
 
 // InstrumentConn makes c report A80's metrics: it counts as created and
 // active until it closes, its syscalls feed grpc.tcp.write_size and
-// grpc.tcp.read_size, and (TCP only) its TCP_INFO is sampled on its hub's
-// timers and once more when it closes. Instrument the conn's hub too
+// grpc.tcp.read_size, and its TCP_INFO is sampled on its hub's timers and
+// once more when it closes. A unix-socket conn reports the same op metrics
+// as hubio.unix.* (grpc.tcp.* counts TCP conns only, as in A80) and has no
+// TCP_INFO. Instrument the conn's hub too
 // (InstrumentHub) for the hub metrics.
 //
 // Telemetry holds the conn weakly: a conn dropped unclosed is still
 // collected (transport then closes its fd), and it leaves the metrics as if
 // it had closed, with the syscalls counted when they were last collected.
 func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
-	o := &connObs{t: t, c: weak.Make(c), hub: c.Hub()}
+	o := &connObs{t: t, c: weak.Make(c), hub: c.Hub(),
+		reads: newLocalHist(sizeBuckets), writes: newLocalHist(sizeBuckets)}
 	o.tcp = c.LocalAddr() != nil && c.LocalAddr().Network() == "tcp"
 	var kvs []attribute.KeyValue
 	if t.cfg.addrLabels && o.tcp {
@@ -40,6 +43,9 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.opts = []metric.RecordOption{metric.WithAttributeSet(o.attrs)}
 		o.addOpts = []metric.AddOption{metric.WithAttributeSet(o.attrs)}
 	}
+	ops := o.ops()
+	o.recordRead = func(v float64) { ops.readSize.Record(bg, v, o.opts...) }
+	o.recordWrite = func(v float64) { ops.writeSize.Record(bg, v, o.opts...) }
 	if !t.conns.add(o) {
 		return errInstrumented
 	}
@@ -52,6 +58,9 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		return nil
 	}
 	t.enableLatency(o, c)
+	if o.tcp {
+		o.zeroCounters()
+	}
 	if o.tcp && t.cfg.tcpInterval > 0 {
 		o.mu.Lock()
 		if !o.closed {
@@ -60,6 +69,15 @@ func (t *Telemetry) InstrumentConn(c *transport.Conn) error {
 		o.mu.Unlock()
 	}
 	return nil
+}
+
+// ops returns the op instruments of o's kind of conn: grpc.tcp.* for TCP,
+// hubio.unix.* for a unix socket.
+func (o *connObs) ops() *opInstruments {
+	if o.tcp {
+		return &o.t.inst.tcp
+	}
+	return &o.t.inst.unix
 }
 
 // addrAttrs returns A80's address labels for a TCP address.
@@ -77,7 +95,10 @@ func addrAttrs(prefix string, a net.Addr) []attribute.KeyValue {
 // connObs is one instrumented conn: a transport.IOObserver.
 //
 // Ownership: t, c, hub, tcp, attrs and the option slices are set before the
-// observer is installed and never change. mu guards last, stop and closed:
+// observer is installed and never change. reads and writes are written by
+// the conn's reader and writer (ObserveRead, ObserveWrite) and flushed by
+// collections and by the conn's retirement (see localHist). mu guards last,
+// stop and closed:
 // the TCP_INFO timer (hub goroutine) and ObserveClose (the closing
 // goroutine) both take it. seen is guarded by the registry's mu.
 //
@@ -93,6 +114,11 @@ type connObs struct {
 	opts    []metric.RecordOption // attrs, for histograms; nil when empty
 	addOpts []metric.AddOption    // attrs, for counters; nil when empty
 
+	// The syscall sizes, handed to grpc.tcp.read_size and write_size at
+	// each collection (recordRead, recordWrite).
+	reads, writes           *localHist
+	recordRead, recordWrite func(float64)
+
 	mu     sync.Mutex
 	last   transport.TCPInfo // the previous sample: counters are recorded as deltas
 	stop   func() bool       // cancels the pending TCP_INFO timer
@@ -101,11 +127,19 @@ type connObs struct {
 	seen transport.ConnStats // the conn's counters when last read
 }
 
-// ObserveRead records one read syscall's size.
-func (o *connObs) ObserveRead(n int) { o.t.inst.readSize.Record(bg, float64(n), o.opts...) }
+// ObserveRead counts one read syscall's size, for grpc.tcp.read_size at
+// the next collection.
+func (o *connObs) ObserveRead(n int) { o.reads.observe(n) }
 
-// ObserveWrite records one write syscall's size.
-func (o *connObs) ObserveWrite(n int) { o.t.inst.writeSize.Record(bg, float64(n), o.opts...) }
+// ObserveWrite counts one write syscall's size, for grpc.tcp.write_size at
+// the next collection.
+func (o *connObs) ObserveWrite(n int) { o.writes.observe(n) }
+
+// flush hands the sizes counted since the previous flush to the SDK.
+func (o *connObs) flush() {
+	o.reads.flush(o.recordRead)
+	o.writes.flush(o.recordWrite)
+}
 
 // ObserveClose cancels the TCP_INFO timer, records the last sample (with
 // grpc.tcp.recurring_retransmits, which A80 takes at close) and retires the
@@ -127,6 +161,17 @@ func (o *connObs) ObserveClose(info *transport.TCPInfo) {
 // collected retires a conn that was garbage-collected without being closed
 // (its cleanup; transport's own closes the fd).
 func (o *connObs) collected() { o.ObserveClose(nil) }
+
+// zeroCounters adds 0 to each TCP_INFO counter, so that its series exists
+// from the conn's first collection: rate() and increase() over
+// packets_retransmitted and the others work before the first retransmit.
+func (o *connObs) zeroCounters() {
+	in := &o.t.inst
+	for _, c := range []metric.Int64Counter{in.packetsSent, in.packetsRetrans, in.packetsSpurious,
+		in.recurRTO, in.bytesSent, in.bytesRetrans} {
+		c.Add(bg, 0, o.addOpts...)
+	}
+}
 
 // arm sets the TCP_INFO alarm at a random 10–110% of the interval, on the
 // conn's hub. mu held.
@@ -180,11 +225,19 @@ func (o *connObs) record(info transport.TCPInfo, final bool) {
 type connRegistry struct {
 	mu   sync.Mutex
 	live map[weak.Pointer[transport.Conn]]*connObs
-	aggs map[attribute.Distinct]*connAgg
+	aggs map[aggKey]*connAgg
 }
 
-// connAgg is what the conns of one attribute set counted.
+// aggKey identifies the conns counted together: one kind (TCP or unix)
+// and one attribute set.
+type aggKey struct {
+	tcp   bool
+	attrs attribute.Distinct
+}
+
+// connAgg is what the conns of one aggKey counted.
 type connAgg struct {
+	ops           *opInstruments
 	attrs         attribute.Set
 	opt           metric.ObserveOption
 	created, live int64
@@ -193,7 +246,7 @@ type connAgg struct {
 
 func (r *connRegistry) init() {
 	r.live = make(map[weak.Pointer[transport.Conn]]*connObs)
-	r.aggs = make(map[attribute.Distinct]*connAgg)
+	r.aggs = make(map[aggKey]*connAgg)
 }
 
 // add registers o; false if its conn is registered already.
@@ -204,59 +257,82 @@ func (r *connRegistry) add(o *connObs) bool {
 		return false
 	}
 	r.live[o.c] = o
-	a := r.agg(o.attrs)
+	a := r.agg(o)
 	a.created++
 	a.live++
 	return true
 }
 
-// remove retires o's counters; a second call does nothing.
+// remove retires o's counters and hands on its sizes; a second call does
+// nothing. (A syscall that returns after the conn closed, racing Close, is
+// counted in Conn.Stats but its size is not handed on.)
 func (r *connRegistry) remove(o *connObs) {
+	o.flush() // outside mu, as in observe; a second flush hands on nothing
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.live[o.c] != o {
 		return
 	}
 	delete(r.live, o.c)
-	a := r.agg(o.attrs)
+	a := r.agg(o)
 	s := o.stats()
 	a.live--
 	a.reads += s.Reads
 	a.writes += s.Writes
 }
 
-// agg returns the aggregate of an attribute set. mu held.
-func (r *connRegistry) agg(set attribute.Set) *connAgg {
-	a, ok := r.aggs[set.Equivalent()]
+// agg returns the aggregate o counts in. mu held.
+func (r *connRegistry) agg(o *connObs) *connAgg {
+	k := aggKey{o.tcp, o.attrs.Equivalent()}
+	a, ok := r.aggs[k]
 	if !ok {
-		a = &connAgg{attrs: set, opt: metric.WithAttributeSet(set)}
-		r.aggs[set.Equivalent()] = a
+		a = &connAgg{ops: o.ops(), attrs: o.attrs, opt: metric.WithAttributeSet(o.attrs)}
+		r.aggs[k] = a
 	}
 	return a
 }
 
-// observe is the callback of the observable A80 counters.
+// observe is the callback of the observable A80 counters. It also hands
+// the live conns' syscall sizes to the size histograms: the SDK runs
+// callbacks before it reads the synchronous instruments, so they are in
+// the same collection. The sizes are handed on outside mu, so that a
+// collection with much to hand on does not hold up conns opening and
+// closing.
 func (r *connRegistry) observe(t *Telemetry) metric.Callback {
+	var cmu sync.Mutex   // guards conns: two readers may collect at once
+	var conns []*connObs // scratch, reused by each collection
 	return func(_ context.Context, ob metric.Observer) error {
+		cmu.Lock()
+		r.mu.Lock()
+		conns = conns[:0]
+		for _, o := range r.live {
+			conns = append(conns, o)
+		}
+		r.mu.Unlock()
+		for _, o := range conns {
+			o.flush()
+		}
+		clear(conns) // hold no conn until the next collection
+		cmu.Unlock()
+
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		type sums struct{ reads, writes uint64 }
-		live := make(map[attribute.Distinct]sums, len(r.aggs))
+		live := make(map[aggKey]sums, len(r.aggs))
 		for _, o := range r.live {
 			s := o.stats()
-			k := o.attrs.Equivalent()
+			k := aggKey{o.tcp, o.attrs.Equivalent()}
 			v := live[k]
 			v.reads += s.Reads
 			v.writes += s.Writes
 			live[k] = v
 		}
-		in := &t.inst
 		for k, a := range r.aggs {
 			l := live[k]
-			ob.ObserveInt64(in.created, a.created, a.opt)
-			ob.ObserveInt64(in.connCount, a.live, a.opt)
-			ob.ObserveInt64(in.syscallReads, int64(a.reads+l.reads), a.opt)
-			ob.ObserveInt64(in.syscallWrites, int64(a.writes+l.writes), a.opt)
+			ob.ObserveInt64(a.ops.created, a.created, a.opt)
+			ob.ObserveInt64(a.ops.connCount, a.live, a.opt)
+			ob.ObserveInt64(a.ops.syscallReads, int64(a.reads+l.reads), a.opt)
+			ob.ObserveInt64(a.ops.syscallWrites, int64(a.writes+l.writes), a.opt)
 		}
 		return nil
 	}

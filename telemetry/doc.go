@@ -1,6 +1,7 @@
 // Package telemetry exports what hubs and hub conns count as OpenTelemetry
 // metrics: gRFC A80's TCP metrics (grpc.tcp.*) for each conn, and event-loop
-// metrics (hubio.hub.*) for each hub.
+// metrics (hubio.hub.*) for each hub. Unix-socket conns report A80's op
+// metrics as hubio.unix.*, so that grpc.tcp.* counts TCP conns only.
 //
 // Packages poller and transport import no metrics library. They keep plain
 // counters (Hub.Stats, Hub.LoopTime, Conn.Stats, Conn.TCPInfo) and report
@@ -21,8 +22,9 @@
 // use transport and poller directly call InstrumentHub and InstrumentConn
 // (or the methods of a Telemetry built with New).
 //
-// Cost: with no MeterProvider installed, instruments are OpenTelemetry's
-// no-ops; a conn then pays one atomic load and an empty call per syscall,
-// and a hub a few atomic operations and clock reads per wake-up.
-// Recording allocates nothing.
+// Cost: a conn counts each syscall's size in its own histogram (one atomic
+// addition), handed to the SDK's grpc.tcp.write_size and read_size when a
+// reader collects, so no SDK code runs on the syscall path; a hub pays a
+// few atomic operations and two clock reads per wake-up. Recording
+// allocates nothing. docs/telemetry.md gives the measured cost.
 package telemetry

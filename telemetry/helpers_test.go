@@ -7,13 +7,11 @@ import (
 	"io"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/hubio/hubio/internal/leakcheck"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
@@ -118,31 +116,6 @@ func pointAttrs(a metricdata.Aggregation) []attribute.Set {
 		}
 	}
 	return out
-}
-
-// waitFor polls cond every few milliseconds until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, not synchronising
-	}
-	return true
-}
-
-// newHub returns a new hub, closed at cleanup, after which the test's
-// leak check (internal/leakcheck) runs.
-func newHub(t testing.TB) *poller.Hub {
-	t.Helper()
-	leakcheck.Check(t)
-	h, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
 }
 
 // pair returns two connected hub conns on h (client, server), closed at

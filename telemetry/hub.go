@@ -29,7 +29,9 @@ func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
 	if !fresh {
 		return nil
 	}
-	h.SetObserver(o, t.cfg.handOffEvery)
+	h.AddObserver(o, t.cfg.handOffEvery)
+	o.window.init(h)
+	h.AfterFunc(utilStep, o.step)
 	if t.cfg.delayProbe > 0 {
 		o.probe()
 	}
@@ -52,9 +54,9 @@ func (t *Telemetry) InstrumentGroup(g *poller.Group) error {
 
 // hubObs is one instrumented hub: a poller.Observer.
 //
-// Ownership: t, h, id, attrs and opts never change after add. mu guards
-// the utilization window (lastBusy, lastIdle), read and moved by
-// collections.
+// Ownership: t, h, id, attrs and opts never change after add. window is
+// guarded by its own mutex: the hub's sampling timer writes it, collections
+// read it.
 type hubObs struct {
 	t     *Telemetry
 	h     *poller.Hub
@@ -62,8 +64,78 @@ type hubObs struct {
 	attrs attribute.Set
 	opts  []metric.RecordOption
 
-	mu                 sync.Mutex
-	lastBusy, lastIdle time.Duration
+	window loadWindow
+
+	// events counts the events of one poll in eventsEvery (hub goroutine;
+	// pollTick counts the polls in between) for hubio.hub.loop.events;
+	// collections flush it (recordEvents).
+	events       *localHist
+	recordEvents func(float64)
+	pollTick     uint32
+}
+
+// Utilization window: hubio.hub.utilization is the hub's utilization over
+// the last utilSteps×utilStep (10 s) before the collection, from loop times
+// sampled by a timer on the hub every utilStep, so that every reader of a
+// provider, whenever it collects, reads the same figure (Node samples its
+// event-loop utilization the same way).
+const (
+	utilStep  = time.Second
+	utilSteps = 10
+)
+
+// loadWindow keeps the hub's last utilSteps loop-time samples.
+//
+// Ownership: mu guards everything; step (hub goroutine, every utilStep)
+// writes, utilization (collections, any goroutine) reads.
+type loadWindow struct {
+	mu    sync.Mutex
+	busy  [utilSteps]time.Duration
+	idle  [utilSteps]time.Duration
+	next  int // ring index of the oldest sample, which step overwrites
+	taken int // samples taken, up to utilSteps
+}
+
+// init takes the first sample: the window starts when the hub is
+// instrumented.
+func (w *loadWindow) init(h *poller.Hub) {
+	busy, idle := h.LoopTime()
+	w.mu.Lock()
+	w.add(busy, idle)
+	w.mu.Unlock()
+}
+
+// add stores a sample over the oldest. mu held.
+func (w *loadWindow) add(busy, idle time.Duration) {
+	w.busy[w.next], w.idle[w.next] = busy, idle
+	w.next = (w.next + 1) % utilSteps
+	w.taken = min(w.taken+1, utilSteps)
+}
+
+// utilization returns busy/(busy+idle) from the oldest sample kept to
+// (busy, idle), within [0, 1].
+func (w *loadWindow) utilization(busy, idle time.Duration) float64 {
+	w.mu.Lock()
+	oldest := w.next
+	if w.taken < utilSteps {
+		oldest = 0
+	}
+	db, di := busy-w.busy[oldest], idle-w.idle[oldest]
+	w.mu.Unlock()
+	if db < 0 || di < 0 || db+di <= 0 {
+		return 0
+	}
+	return float64(db) / float64(db+di)
+}
+
+// step samples the hub's loop time every utilStep. Hub goroutine; on a
+// closed hub AfterFunc never runs, which ends the chain.
+func (o *hubObs) step() {
+	busy, idle := o.h.LoopTime()
+	o.window.mu.Lock()
+	o.window.add(busy, idle)
+	o.window.mu.Unlock()
+	o.h.AfterFunc(utilStep, o.step)
 }
 
 // LoopDelay records how late a timer ran. Hub goroutine.
@@ -71,10 +143,26 @@ func (o *hubObs) LoopDelay(d time.Duration) {
 	o.t.inst.loopDelay.Record(bg, d.Seconds(), o.opts...)
 }
 
-// Iteration records the events of one epoll_wait. Hub goroutine.
+// eventsEvery samples hubio.hub.loop.events: one poll in 16 is counted, as
+// hand-offs are sampled. The distribution (and the mean, sum/count) is
+// that of all polls; the exact number of polls is hubio.hub.loop.iterations.
+// A poll happens once or twice per RPC at low load, so counting every one
+// cost more than all the other hub metrics together.
+const eventsEvery = 16
+
+// Iteration counts the events of one epoll_wait in eventsEvery, for
+// hubio.hub.loop.events at the next collection. Hub goroutine.
 func (o *hubObs) Iteration(events int) {
-	o.t.inst.iterEvents.Record(bg, int64(events), o.opts...)
+	if o.pollTick++; o.pollTick < eventsEvery {
+		return
+	}
+	o.pollTick = 0
+	o.events.observe(events)
 }
+
+// flush hands the events per poll counted since the previous flush to the
+// SDK.
+func (o *hubObs) flush() { o.events.flush(o.recordEvents) }
 
 // QueueWait records a batch's queue wait. Hub goroutine.
 func (o *hubObs) QueueWait(d time.Duration) {
@@ -111,13 +199,15 @@ func (r *hubRegistry) add(t *Telemetry, h *poller.Hub) (o *hubObs, fresh bool) {
 	}
 	// Drop hubs that have closed since: with a provider that never
 	// collects (the global no-op one), observe would never prune them.
-	for old := range r.hubs {
+	for old, oo := range r.hubs {
 		if old.Err() != nil {
 			delete(r.hubs, old)
+			oo.flush()
 		}
 	}
 	r.next++
-	o = &hubObs{t: t, h: h, id: r.next}
+	o = &hubObs{t: t, h: h, id: r.next, events: newLocalHist(eventBuckets)}
+	o.recordEvents = func(v float64) { t.inst.iterEvents.Record(bg, int64(v), o.opts...) }
 	if i, ok := h.GroupIndex(); ok {
 		o.attrs = attribute.NewSet(attribute.Int64(AttrHubID, o.id), attribute.Int64(AttrHubIndex, int64(i)))
 	} else {
@@ -136,8 +226,9 @@ var (
 	attrTimer     = attribute.String(AttrCallbackKind, "timer")
 )
 
-// observe is the callback of the observable hub metrics. Hubs that have
-// closed are dropped.
+// observe is the callback of the observable hub metrics. It also hands each
+// hub's events per poll to hubio.hub.loop.events (see connRegistry.observe).
+// Hubs that have closed are dropped.
 func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 	return func(_ context.Context, ob metric.Observer) error {
 		r.mu.Lock()
@@ -145,11 +236,15 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 		for h, o := range r.hubs {
 			if h.Err() != nil {
 				delete(r.hubs, h)
+				o.flush() // its last polls
 				continue
 			}
 			hubs = append(hubs, o)
 		}
 		r.mu.Unlock()
+		for _, o := range hubs {
+			o.flush()
+		}
 		in := &t.inst
 		for _, o := range hubs {
 			s := o.h.Stats()
@@ -158,7 +253,7 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 			with := func(kv attribute.KeyValue) metric.ObserveOption {
 				return metric.WithAttributes(append(o.attrs.ToSlice(), kv)...)
 			}
-			ob.ObserveFloat64(in.utilization, o.utilization(busy, idle), at)
+			ob.ObserveFloat64(in.utilization, o.window.utilization(busy, idle), at)
 			ob.ObserveFloat64(in.busy, busy.Seconds(), at)
 			ob.ObserveFloat64(in.idle, idle.Seconds(), at)
 			ob.ObserveInt64(in.iterations, int64(s.Iterations), at)
@@ -170,17 +265,4 @@ func (r *hubRegistry) observe(t *Telemetry) metric.Callback {
 		}
 		return nil
 	}
-}
-
-// utilization returns busy/(busy+idle) over the window since the previous
-// call, within [0, 1]; over the whole life at the first call.
-func (o *hubObs) utilization(busy, idle time.Duration) float64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	db, di := busy-o.lastBusy, idle-o.lastIdle
-	o.lastBusy, o.lastIdle = busy, idle
-	if db < 0 || di < 0 || db+di <= 0 {
-		return 0
-	}
-	return float64(db) / float64(db+di)
 }

@@ -24,6 +24,16 @@ const (
 	MetricBytesSent           = "grpc.tcp.bytes_sent"
 	MetricBytesRetrans        = "grpc.tcp.bytes_retransmitted"
 
+	// Unix-socket conns: A80's op metrics under names of their own, so
+	// that grpc.tcp.* counts TCP conns only, as A80 (and grpc-go's
+	// implementation of it) does.
+	MetricUnixConnectionsCreated = "hubio.unix.connections_created"
+	MetricUnixConnectionCount    = "hubio.unix.connection_count"
+	MetricUnixSyscallWrites      = "hubio.unix.syscall_writes"
+	MetricUnixWriteSize          = "hubio.unix.write_size"
+	MetricUnixSyscallReads       = "hubio.unix.syscall_reads"
+	MetricUnixReadSize           = "hubio.unix.read_size"
+
 	MetricHubUtilization = "hubio.hub.utilization"
 	MetricHubBusyTime    = "hubio.hub.busy_time"
 	MetricHubIdleTime    = "hubio.hub.idle_time"
@@ -49,16 +59,26 @@ const (
 var (
 	secondsBuckets = []float64{1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4,
 		1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
-	sizeBuckets  = []float64{0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
+	// Sizes: a syscall moves at least one byte, so the first bucket is
+	// 1–32 bytes (HTTP/2 control frames: SETTINGS, PING, WINDOW_UPDATE).
+	sizeBuckets  = []float64{32, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304}
 	rateBuckets  = []float64{1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11}
 	eventBuckets = []float64{0, 1, 2, 4, 8, 16, 32, 64, 128, 256}
 )
 
-// instruments are a Telemetry's instruments.
-type instruments struct {
-	// A80 op metrics; the counters are observable, read from Conn.Stats.
+// opInstruments are A80's op metrics of one kind of conn; the counters are
+// observable, read from Conn.Stats, the sizes flushed from each conn's
+// localHist.
+type opInstruments struct {
 	created, connCount, syscallWrites, syscallReads metric.Int64Observable
 	writeSize, readSize                             metric.Float64Histogram
+}
+
+// instruments are a Telemetry's instruments.
+type instruments struct {
+	// A80 op metrics of TCP conns (grpc.tcp.*) and of unix-socket conns
+	// (hubio.unix.*).
+	tcp, unix opInstruments
 
 	// A80 TCP_INFO metrics, recorded when a sample is taken.
 	minRTT, deliveryRate                                   metric.Float64Histogram
@@ -104,12 +124,22 @@ func (in *instruments) init(t *Telemetry) error {
 		return c
 	}
 
-	in.created = i64oc(MetricConnectionsCreated, "{connection}", "Number of TCP connections created.")
-	in.connCount = i64ou(MetricConnectionCount, "{connection}", "Number of active TCP connections.")
-	in.syscallWrites = i64oc(MetricSyscallWrites, "{syscall}", "The number of times we invoked the sendmsg (or sendmmsg) syscall and wrote data to the TCP socket. Measured at the endpoint level.")
-	in.writeSize = f64h(MetricWriteSize, "By", "The number of bytes offered to each syscall_write. Measured at the endpoint level.", sizeBuckets)
-	in.syscallReads = i64oc(MetricSyscallReads, "{syscall}", "The number of times we invoked the recvmsg (or recvmmsg or zero copy getsockopt) syscall and read data from the TCP socket. Measured at the endpoint level.")
-	in.readSize = f64h(MetricReadSize, "By", "The number of bytes received by each syscall_read. Measured at the endpoint level.", sizeBuckets)
+	in.tcp = opInstruments{
+		created:       i64oc(MetricConnectionsCreated, "{connection}", "Number of TCP connections created."),
+		connCount:     i64ou(MetricConnectionCount, "{connection}", "Number of active TCP connections."),
+		syscallWrites: i64oc(MetricSyscallWrites, "{syscall}", "The number of times we invoked the sendmsg (or sendmmsg) syscall and wrote data to the TCP socket. Measured at the endpoint level."),
+		writeSize:     f64h(MetricWriteSize, "By", "The number of bytes offered to each syscall_write. Measured at the endpoint level.", sizeBuckets),
+		syscallReads:  i64oc(MetricSyscallReads, "{syscall}", "The number of times we invoked the recvmsg (or recvmmsg or zero copy getsockopt) syscall and read data from the TCP socket. Measured at the endpoint level."),
+		readSize:      f64h(MetricReadSize, "By", "The number of bytes received by each syscall_read. Measured at the endpoint level.", sizeBuckets),
+	}
+	in.unix = opInstruments{
+		created:       i64oc(MetricUnixConnectionsCreated, "{connection}", "Number of unix-socket connections created."),
+		connCount:     i64ou(MetricUnixConnectionCount, "{connection}", "Number of active unix-socket connections."),
+		syscallWrites: i64oc(MetricUnixSyscallWrites, "{syscall}", "Write syscalls that wrote data to a unix socket."),
+		writeSize:     f64h(MetricUnixWriteSize, "By", "The number of bytes each write syscall on a unix socket wrote.", sizeBuckets),
+		syscallReads:  i64oc(MetricUnixSyscallReads, "{syscall}", "Read syscalls that read data from a unix socket."),
+		readSize:      f64h(MetricUnixReadSize, "By", "The number of bytes each read syscall on a unix socket returned.", sizeBuckets),
+	}
 
 	in.minRTT = f64h(MetricMinRTT, "s", "TCP's current estimate of minimum round trip time (RTT). It can be used as an indication of the network health between two endpoints. Corresponds to tcpi_min_rtt from struct tcp_info.", secondsBuckets)
 	in.deliveryRate = f64h(MetricDeliveryRate, "By/s", "TCP's most recent measure of the connection's \"non-app-limited\" throughput. The term non-app-limited means that the link is saturated by the application. The delivery rate is only reported when it is non-app-limited. Corresponds to tcpi_delivery_rate from tcp_info when tcpi_delivery_rate_app_limited is false.", rateBuckets)
@@ -121,7 +151,7 @@ func (in *instruments) init(t *Telemetry) error {
 	in.bytesRetrans = i64c(MetricBytesRetrans, "By", "Total bytes sent by TCP except those sent for the first time. A byte sequence may be retransmitted multiple times and will be counted multiple times as retransmitted. Retransmission counts include spurious retransmissions. Corresponds to tcpi_bytes_retrans from struct tcp_info.")
 
 	g, err := m.Float64ObservableGauge(MetricHubUtilization, metric.WithUnit("1"),
-		metric.WithDescription("Event-loop utilization since the previous collection: time the hub goroutine was busy over the time it was busy or parked waiting for events (Node's ELU)."))
+		metric.WithDescription("Event-loop utilization over the last 10 s (sampled on the hub every second; whatever reader collects): time the hub goroutine was busy over the time it was busy or parked waiting for events (Node's ELU)."))
 	errs = append(errs, err)
 	in.utilization = g
 	in.busy = f64oc(MetricHubBusyTime, "s", "Time the hub goroutine spent running (not parked waiting for events) since it was instrumented.")
@@ -129,7 +159,7 @@ func (in *instruments) init(t *Telemetry) error {
 	in.iterations = i64oc(MetricHubIterations, "{iteration}", "Loop iterations: epoll_wait calls by the hub goroutine.")
 	in.iterEvents = func() metric.Int64Histogram {
 		h, err := m.Int64Histogram(MetricHubIterEvents, metric.WithUnit("{event}"),
-			metric.WithDescription("Events returned by each epoll_wait of the hub, its own wakeup included."),
+			metric.WithDescription("Events returned by epoll_wait, its own wakeup included: one poll in 16 (hubio.hub.loop.iterations counts them all)."),
 			metric.WithExplicitBucketBoundaries(eventBuckets...))
 		errs = append(errs, err)
 		return h
@@ -144,7 +174,8 @@ func (in *instruments) init(t *Telemetry) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	r1, err := m.RegisterCallback(t.conns.observe(t), in.created, in.connCount, in.syscallWrites, in.syscallReads)
+	r1, err := m.RegisterCallback(t.conns.observe(t), in.tcp.created, in.tcp.connCount, in.tcp.syscallWrites, in.tcp.syscallReads,
+		in.unix.created, in.unix.connCount, in.unix.syscallWrites, in.unix.syscallReads)
 	if err != nil {
 		return err
 	}

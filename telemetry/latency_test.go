@@ -11,12 +11,13 @@ import (
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/telemetry"
 )
 
 func TestWriteLatencyHistograms(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithWriteLatency(1))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, s := pair(t, h, "tcp")
 	if err := tel.InstrumentConn(c); err != nil {
 		t.Fatal(err)
@@ -25,7 +26,7 @@ func TestWriteLatencyHistograms(t *testing.T) {
 	for range 5 {
 		for _, n := range sizes {
 			pump(t, c, s, []int{n})
-			if !waitFor(5*time.Second, func() bool {
+			if !hubtest.WaitFor(5*time.Second, func() bool {
 				st := c.WriteTimestampStats()
 				return st.Recorded+st.Lost == st.Sampled
 			}) {
@@ -64,7 +65,7 @@ func TestWriteLatencyHistograms(t *testing.T) {
 
 func TestWriteLatencyOffByDefault(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, s := pair(t, h, "tcp")
 	if err := tel.InstrumentConn(c); err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func TestWriteLatencyOffByDefault(t *testing.T) {
 // unsampled; it works as before.
 func TestWriteLatencyRefusalIsCounted(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithWriteLatency(1))
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, s := pair(t, h, "tcp")
 	if err := s.SetLinger(0); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
 )
@@ -36,7 +37,7 @@ func byReason[N int64 | float64](t *testing.T, a metricdata.Aggregation) map[str
 
 func TestInstrumentAdmissionReportsRefusalsByReason(t *testing.T) {
 	tel, r := newTelemetry(t)
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConns: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,7 @@ func TestInstrumentAdmissionReportsRefusalsByReason(t *testing.T) {
 			c.Close()
 		}
 	})
-	if !waitFor(10*time.Second, func() bool { return a.Stats().RefusedConns == 2 }) {
+	if !hubtest.WaitFor(10*time.Second, func() bool { return a.Stats().RefusedConns == 2 }) {
 		t.Fatalf("stats %+v, want 2 refused", a.Stats())
 	}
 	m := r.collect()

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"math/rand/v2"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -12,9 +13,53 @@ import (
 	"github.com/hubio/hubio/transport"
 )
 
-// ScopeName is the instrumentation scope (meter name) of every metric: the
-// module path.
-const ScopeName = "github.com/hubio/hubio"
+// ScopeName is the instrumentation scope (meter name) of every metric:
+// this package's import path, as OpenTelemetry names the scope of an
+// instrumentation package. Its version is the hubio module's (ScopeVersion).
+const ScopeName = "github.com/hubio/hubio/telemetry"
+
+// ScopeVersion returns the instrumentation scope's version: the version of
+// the github.com/hubio/hubio module the program was built with, from its
+// build information (debug.ReadBuildInfo), so a release needs no constant
+// bumped. It is "(devel)" where the build has no version for the module: a
+// build inside hubio's own repository, or one that replaces the module with
+// a local directory.
+func ScopeVersion() string { return scopeVersion }
+
+var scopeVersion = moduleVersion()
+
+// modulePath is the module telemetry belongs to.
+const modulePath = "github.com/hubio/hubio"
+
+func moduleVersion() string {
+	const devel = "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return devel
+	}
+	m := &bi.Main
+	if m.Path != modulePath {
+		m = nil
+		for _, d := range bi.Deps {
+			if d.Path == modulePath {
+				m = d
+				break
+			}
+		}
+	}
+	switch {
+	case m == nil:
+		return devel
+	case m.Replace != nil:
+		if v := m.Replace.Version; v != "" {
+			return v
+		}
+		return devel // a local directory: its version is not known
+	case m.Version != "":
+		return m.Version
+	}
+	return devel
+}
 
 // DefaultTCPInfoInterval is A80's TCP_CONNECTION_METRICS_RECORD_INTERVAL.
 const DefaultTCPInfoInterval = 5 * time.Minute
@@ -92,7 +137,7 @@ func New(opts ...Option) (*Telemetry, error) {
 	if cfg.provider == nil {
 		cfg.provider = otel.GetMeterProvider()
 	}
-	t := &Telemetry{cfg: cfg, meter: cfg.provider.Meter(ScopeName)}
+	t := &Telemetry{cfg: cfg, meter: cfg.provider.Meter(ScopeName, metric.WithInstrumentationVersion(scopeVersion))}
 	t.conns.init()
 	t.hubs.init()
 	if err := t.inst.init(t); err != nil {
@@ -101,18 +146,35 @@ func New(opts ...Option) (*Telemetry, error) {
 	return t, nil
 }
 
-// providers caches ForProvider's Telemetry values, one per provider.
+// providers caches ForProvider's Telemetry values, one per provider given.
 var providers sync.Map // metric.MeterProvider → *Telemetry
 
-// ForProvider returns the Telemetry with default options for mp (nil means
-// otel.GetMeterProvider() as it is now), creating it on first use: every
-// caller that instruments through the same provider shares it, as grpcopt
-// does. The Telemetry, and so mp, is held for the life of the process:
-// pass long-lived providers (tests that make one per case should build
-// their own with New).
+// global is ForProvider(nil)'s Telemetry: one for the process, made on
+// first use.
+var global struct {
+	once sync.Once
+	t    *Telemetry
+	err  error
+}
+
+// ForProvider returns the Telemetry with default options for mp, creating
+// it on first use: every caller that instruments through the same provider
+// shares it, as grpcopt does. nil means the global provider: one Telemetry
+// for the process, built on otel.GetMeterProvider() at the first call.
+// Before the program installs a provider that is OpenTelemetry's forwarding
+// provider, which hands everything to the provider the program installs
+// later (otel.SetMeterProvider), so a program that calls SetMeterProvider
+// after its first conn still gets one series per hub and conn. Do not also
+// pass that installed provider explicitly: two Telemetry values on one
+// provider report every hub twice.
+//
+// The Telemetry, and so mp, is held for the life of the process: pass
+// long-lived providers (tests that make one per case should build their own
+// with New).
 func ForProvider(mp metric.MeterProvider) (*Telemetry, error) {
 	if mp == nil {
-		mp = otel.GetMeterProvider()
+		global.once.Do(func() { global.t, global.err = New() })
+		return global.t, global.err
 	}
 	if t, ok := providers.Load(mp); ok {
 		return t.(*Telemetry), nil

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
@@ -22,16 +23,6 @@ import (
 
 // wait bounds every blocking step of these tests.
 const wait = 10 * time.Second
-
-func newHub(t testing.TB) *poller.Hub {
-	t.Helper()
-	h, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
 
 // pair returns two connected conns made by mk's listen and dial halves:
 // c1 dialed, c2 accepted. Both are closed at cleanup.
@@ -133,7 +124,7 @@ func wantTimeout(t testing.TB, what string, err error) {
 // TestFaultConnConformance runs the standard net.Conn conformance suite
 // over FaultConns wrapping both ends, with faults set and without.
 func TestFaultConnConformance(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, tc := range []struct {
 		name   string
 		faults testutil.Faults
@@ -154,7 +145,7 @@ func TestFaultConnConformance(t *testing.T) {
 }
 
 func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	const lat = 60 * time.Millisecond
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: lat})
@@ -175,7 +166,7 @@ func TestLatencyDelaysEachWriteInOrder(t *testing.T) {
 // latency after they were sent, however the writes are cut: a burst of
 // writes does not add up to N×Latency.
 func TestLatencyIsALinksOneWayDelay(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	const (
 		lat    = 50 * time.Millisecond
@@ -232,7 +223,7 @@ func TestLatencyIsALinksOneWayDelay(t *testing.T) {
 // them; nothing arrives before the latency; Close does not wait for an
 // hour's latency.
 func TestLatencyWriteReturnsBeforeDelivery(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: time.Hour})
 	fc.SetWriteDeadline(time.Now().Add(wait))
@@ -256,7 +247,7 @@ func TestLatencyWriteReturnsBeforeDelivery(t *testing.T) {
 }
 
 func TestBandwidthPacesWrites(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	const rate, size = 100 << 10, 25 << 10 // 25 KiB at 100 KiB/s: 250 ms
 	want := bytes.Repeat([]byte("0123456789abcdef"), size/16)
@@ -292,7 +283,7 @@ func TestBandwidthPacesWrites(t *testing.T) {
 }
 
 func TestStall(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	const d = 100 * time.Millisecond
 
 	t.Run("holds writes until it ends", func(t *testing.T) {
@@ -386,7 +377,7 @@ func TestStall(t *testing.T) {
 }
 
 func TestResetMakesThePeerSeeECONNRESET(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, tc := range []struct {
 		name string
 		pair func(t testing.TB) (net.Conn, net.Conn)
@@ -427,7 +418,7 @@ func TestResetMakesThePeerSeeECONNRESET(t *testing.T) {
 }
 
 func TestResetOnAUnixSocketIsUnsupported(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	dir := t.TempDir()
 	a, _ := pair(t,
 		func() (net.Listener, error) { return transport.Listen(h, "unix", filepath.Join(dir, "s")) },
@@ -440,7 +431,7 @@ func TestResetOnAUnixSocketIsUnsupported(t *testing.T) {
 }
 
 func TestHalfOpen(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: time.Hour})
 	fc.HalfOpen()
@@ -487,7 +478,7 @@ func TestHalfOpen(t *testing.T) {
 }
 
 func TestCloseWriteComesAfterTheData(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	a, b := hubPair(t, h)
 	fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: 20 * time.Millisecond})
 	write(t, fc, "last words")
@@ -502,7 +493,7 @@ func TestCloseWriteComesAfterTheData(t *testing.T) {
 }
 
 func TestFaultListener(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	l, err := transport.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -565,7 +556,7 @@ func (lingerFails) SetLinger(int) error { return syscall.EINVAL }
 // (Op "reset", Net and both addresses set) around the cause, as package
 // net reports a socket's errors.
 func TestResetErrorsAreOpErrors(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	dir := t.TempDir()
 	unixConn, _ := pair(t,
 		func() (net.Listener, error) { return transport.Listen(h, "unix", filepath.Join(dir, "s")) },
@@ -601,7 +592,7 @@ func TestResetErrorsAreOpErrors(t *testing.T) {
 // the close before it wakes anyone, and a later Close only reports
 // net.ErrClosed.
 func TestResetWinsOverTheCloseItTriggers(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for i := range 20 {
 		a, _ := hubPair(t, h)
 		fc := testutil.NewFaultConn(h, a, testutil.Faults{Latency: 50 * time.Millisecond})

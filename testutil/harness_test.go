@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -109,7 +110,7 @@ func TestEchoCleanup(t *testing.T) {
 		testutil.VerifyNoLeaks(t)
 	})
 	t.Run("leaves a given hub open", func(t *testing.T) {
-		h := newHub(t)
+		h := hubtest.NewHub(t)
 		t.Run("harness", func(t *testing.T) {
 			e := testutil.StartEcho(t, testutil.WithHub(h), testutil.WithServerFaults(testutil.Faults{}))
 			if e.Hub != h {
@@ -281,7 +282,7 @@ func TestEchoClientFaults(t *testing.T) {
 
 func TestFaultDialerWithGRPCOptServer(t *testing.T) {
 	// A hand-built server and client, as a user would wire them.
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	l, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

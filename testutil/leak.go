@@ -7,15 +7,15 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // IgnoreDefaultHub is the goleak option that ignores the goroutine of
 // poller.Default()'s hub, which lives as long as the process; for programs
 // that call goleak.Find or goleak.VerifyNone themselves. VerifyNoLeaks and
 // VerifyTestMain include it.
-func IgnoreDefaultHub() goleak.Option {
-	return goleak.IgnoreAnyFunction("github.com/hubio/hubio/poller.(*Hub).defaultLoop")
-}
+func IgnoreDefaultHub() goleak.Option { return hubtest.IgnoreDefaultHub() }
 
 // ignored are goroutines that outlive a test by design.
 func ignored() []goleak.Option {

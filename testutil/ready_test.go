@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -60,7 +61,7 @@ func acceptOne(t *testing.T, l net.Listener) (client, server net.Conn) {
 }
 
 func TestFaultConnsKeepReadOnReadyOnlyWhereTheWrappedConnHasIt(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	hubL, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func TestFaultConnsKeepReadOnReadyOnlyWhereTheWrappedConnHasIt(t *testing.T) {
 }
 
 func TestReadOnReadyAppliesTheFaults(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	open := func(t *testing.T) (peer net.Conn, fc *testutil.FaultConn, rr readyReader) {
 		l, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
 		if err != nil {
@@ -163,7 +164,7 @@ func TestReadOnReadyAppliesTheFaults(t *testing.T) {
 // a server's conns through the hub conn's ReadOnReady (the non-pinning
 // path production uses), never through Read and bufio.
 func TestGRPCReadsFaultConnsThroughReadOnReady(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	l, err := grpcopt.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

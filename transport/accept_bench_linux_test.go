@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -38,7 +39,7 @@ func BenchmarkAcceptChurn(b *testing.B) {
 		churn(b, ln.Addr().String(), []func() (net.Conn, error){ln.Accept}, func() { ln.Close() })
 	})
 	b.Run("hub", func(b *testing.B) {
-		h := newHub(b)
+		h := hubtest.NewHub(b)
 		ln, err := transport.Listen(h, "tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)

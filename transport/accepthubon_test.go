@@ -6,13 +6,14 @@ import (
 	"net"
 	"testing"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 )
 
 func TestAcceptHubOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			lh, ch := newHub(t), newHub(t)
+			lh, ch := hubtest.NewHub(t), hubtest.NewHub(t)
 			ln := listen(t, lh, network)
 			d, err := net.Dial(network, ln.Addr().String())
 			if err != nil {
@@ -39,7 +40,7 @@ func TestAcceptHubOnRegistersTheConnWithTheGivenHub(t *testing.T) {
 }
 
 func TestAcceptHubOnAClosedHubFailsThatConnOnly(t *testing.T) {
-	lh, dead := newHub(t), newHub(t)
+	lh, dead := hubtest.NewHub(t), hubtest.NewHub(t)
 	dead.Close()
 	ln := listen(t, lh, "tcp")
 	for range 2 {

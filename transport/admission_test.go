@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -113,7 +114,7 @@ func take(t *testing.T, ch <-chan net.Conn, n int) []net.Conn {
 func decided(t *testing.T, a *transport.Admission, n uint64) transport.AdmissionStats {
 	t.Helper()
 	var s transport.AdmissionStats
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d admission decisions", n), func() bool {
+	hubtest.Eventually(t, 10*time.Second, fmt.Sprintf("%d admission decisions", n), func() bool {
 		s = a.Stats()
 		return s.Admitted+s.Allowed+s.RefusedConns+s.RefusedPeer+s.RefusedRate >= n
 	})
@@ -362,7 +363,7 @@ func TestAdmissionRatePausesWithConnsInTheBacklog(t *testing.T) {
 	got := take(t, ch, 1)
 	// The bucket is empty until the clock moves 100ms: Accept cannot take
 	// the second conn, whatever the real time.
-	waitFor(t, 10*time.Second, "a paused listener", func() bool {
+	hubtest.Eventually(t, 10*time.Second, "a paused listener", func() bool {
 		clk.add(time.Microsecond) // the pause clock runs on the fake clock
 		return a.Stats().PausedRate > 0
 	})
@@ -386,7 +387,7 @@ func TestAdmissionRatePausesWithConnsInTheBacklog(t *testing.T) {
 }
 
 func TestAdmissionPausesWhileTheLoopIsLate(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln, a := admitListener(t, h, "127.0.0.1:0", transport.AdmissionPolicy{
 		MaxLoopDelay: 15 * time.Millisecond, ProbeInterval: time.Millisecond,
 	})
@@ -413,11 +414,11 @@ func TestAdmissionPausesWhileTheLoopIsLate(t *testing.T) {
 	if err := h.Schedule(hold); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "shedding", func() bool { return a.Stats().Shedding })
+	hubtest.Eventually(t, 10*time.Second, "shedding", func() bool { return a.Stats().Shedding })
 	c := dialFrom(t, ln, "")
 	// The conn arrived while the listener sheds; it stays shedding for as
 	// long as the loop is held, so the conn waits in the backlog.
-	waitFor(t, 10*time.Second, "50ms of shedding", func() bool { return a.Stats().PausedLoopDelay >= 50*time.Millisecond })
+	hubtest.Eventually(t, 10*time.Second, "50ms of shedding", func() bool { return a.Stats().PausedLoopDelay >= 50*time.Millisecond })
 	if len(ch) != 0 || !a.Stats().Shedding {
 		t.Fatalf("a shedding listener accepted a conn (shedding %v)", a.Stats().Shedding)
 	}
@@ -460,7 +461,7 @@ func TestAdmissionNoLeakedSlots(t *testing.T) {
 	// Connect/close cycles through every path that closes an admitted conn:
 	// the server's Close, a move to another hub (the slot goes with it),
 	// and closing both ends in either order. Not one slot may be left.
-	h2 := newHub(t)
+	h2 := hubtest.NewHub(t)
 	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{MaxConns: 2, MaxConnsPerPeer: 1})
 	cycles := 10000
 	if testing.Short() {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -52,7 +53,7 @@ func benchHub(b *testing.B, hub bool) *poller.Hub {
 	if !hub {
 		return nil
 	}
-	return newHub(b)
+	return hubtest.NewHub(b)
 }
 
 // reportHub adds the hub's readiness events and loop iterations per op

@@ -5,6 +5,7 @@ import (
 	"net"
 	"testing"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -15,7 +16,7 @@ type netConnWrapper struct{ net.Conn }
 func (w netConnWrapper) NetConn() net.Conn { return w.Conn }
 
 func TestBeneathFindsTheHubConnUnderWrappers(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c, _ := pipe(t, h, "tcp", true, true)
 	hc := c.(*transport.Conn)
 	for _, tc := range []struct {

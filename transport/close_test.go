@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
 func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln := listen(t, h, "tcp")
 	peer, c := dialAccept(t, ln, net.Dial) // peer never reads, never writes
 
@@ -50,14 +51,14 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 
 	// Close still works and releases the fds: the peer sees every byte the
 	// blocked Write got out, then EOF.
-	before := openFDs(t)
+	before := hubtest.CountFDs(t)
 	if err := c.Close(); err != nil {
 		t.Fatalf("conn Close after hub Close: %v", err)
 	}
 	if err := ln.Close(); err != nil {
 		t.Fatalf("listener Close after hub Close: %v", err)
 	}
-	if got := openFDs(t); got != before-2 {
+	if got := hubtest.CountFDs(t); got != before-2 {
 		t.Errorf("open fds went from %d to %d closing a conn and a listener, want %d", before, got, before-2)
 	}
 	if err := peer.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
@@ -73,7 +74,7 @@ func TestHubCloseFailsEveryBlockedCall(t *testing.T) {
 }
 
 func TestHalfClose(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		for _, p := range pairings {
 			for _, dialedCloses := range []bool{true, false} {
@@ -183,9 +184,9 @@ func TestConnectCloseCyclesLeakNothing(t *testing.T) {
 	if testing.Short() {
 		cycles = 1000
 	}
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	goroutines := runtime.NumGoroutine()
-	fds := openFDs(t)
+	fds := hubtest.CountFDs(t)
 	ln := listen(t, h, "tcp")
 	addr := ln.Addr().String()
 	d := transport.Dialer{Hub: h}
@@ -221,8 +222,8 @@ func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
 	if testing.Short() {
 		iterations = 50
 	}
-	h := newHub(t)
-	fds := openFDs(t)
+	h := hubtest.NewHub(t)
+	fds := hubtest.CountFDs(t)
 	for i := range iterations {
 		c1, _, stop, err := makePipe(t, h, "tcp", true, true)
 		if err != nil {
@@ -304,7 +305,7 @@ func TestCloseRacesReadWriteAndSetDeadline(t *testing.T) {
 			break
 		}
 	}
-	waitFDs(t, fds)
+	hubtest.WaitFDs(t, fds)
 }
 
 // TestDroppedConnsAreClosedByTheCollector: a conn or listener dropped
@@ -359,17 +360,17 @@ func TestDroppedConnsAreClosedByTheCollector(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name+" is closed", func(t *testing.T) {
-			h := newHub(t)
-			before := openFDs(t)
+			h := hubtest.NewHub(t)
+			before := hubtest.CountFDs(t)
 			tc.drop(t, h)
-			waitFor(t, 10*time.Second, "the collector to close the dropped fd", func() bool {
+			hubtest.Eventually(t, 10*time.Second, "the collector to close the dropped fd", func() bool {
 				runtime.GC()
-				return h.Stats().Registered == 0 && openFDs(t) <= before
+				return h.Stats().Registered == 0 && hubtest.CountFDs(t) <= before
 			})
 		})
 	}
 	t.Run("a conn in use is not closed", func(t *testing.T) {
-		h := newHub(t)
+		h := hubtest.NewHub(t)
 		c1, c2 := pipe(t, h, "tcp", true, true)
 		for range 3 {
 			runtime.GC()

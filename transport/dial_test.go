@@ -20,11 +20,12 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
 func TestDialClosedPortIsRefused(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +105,12 @@ func hangingAddrOn(t *testing.T, ap netip.AddrPort) string {
 }
 
 func TestDialAbortsWhenConnectHangs(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	addr := hangingAddr(t)
 	d := transport.Dialer{Hub: h}
 
 	t.Run("cancelling the context aborts the dial", func(t *testing.T) {
-		before := openFDs(t)
+		before := hubtest.CountFDs(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		stop := time.AfterFunc(50*time.Millisecond, cancel)
@@ -125,11 +126,11 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 		if r.took > 50*time.Millisecond+time.Second {
 			t.Errorf("the dial took %v, more than a second after the cancel", r.took)
 		}
-		waitFDs(t, before)
+		hubtest.WaitFDs(t, before)
 	})
 
 	t.Run("Dialer.Timeout aborts the dial with a timeout error", func(t *testing.T) {
-		before := openFDs(t)
+		before := hubtest.CountFDs(t)
 		d := d
 		d.Timeout = 100 * time.Millisecond
 		r := await(t, async(func() (int, error) {
@@ -147,7 +148,7 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 		if r.took < 100*time.Millisecond || r.took > 2*time.Second {
 			t.Errorf("the dial took %v, want about 100ms", r.took)
 		}
-		waitFDs(t, before)
+		hubtest.WaitFDs(t, before)
 	})
 
 	t.Run("a context deadline aborts the dial", func(t *testing.T) {
@@ -172,7 +173,7 @@ func TestDialAbortsWhenConnectHangs(t *testing.T) {
 // can end early, the hub dialer's error with net.Dialer's: the same text,
 // the same Timeout(), the same context error under errors.Is.
 func TestDialAbortErrorsMatchPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	addr := hangingAddr(t)
 	for _, tc := range []struct {
 		name    string
@@ -245,7 +246,7 @@ func TestDialAbortErrorsMatchPackageNet(t *testing.T) {
 // net: "once successfully connected, any expiration of the context will not
 // affect the connection").
 func TestDialContextCancelledAsItConnects(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln := listen(t, h, "tcp")
 	accepted := make(chan struct{})
 	go func() {
@@ -291,7 +292,7 @@ func TestDialContextCancelledAsItConnects(t *testing.T) {
 }
 
 func TestDialLocalhost(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	d := transport.Dialer{Hub: h}
 	for _, tc := range []struct{ name, ip string }{
 		{"listener on 127.0.0.1", "127.0.0.1"},
@@ -456,7 +457,7 @@ func serveDNS(c net.Conn, addrs []netip.Addr) {
 // timeout; a negative FallbackDelay tries the families one after the
 // other. Package net's Dialer, given the same resolver, is the reference.
 func TestDialRacesTheOtherFamily(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln := listen(t, h, "tcp")
 	port := ln.Addr().(*net.TCPAddr).Port
 	hanging := hangingAddrOn(t, netip.AddrPortFrom(netip.MustParseAddr("::1"), uint16(port)))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -18,7 +19,7 @@ import (
 // streams fail with exactly net.Listen's error (no socket is created to
 // find out).
 func TestListenRefusesOtherNetworksAsPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, tc := range []struct{ network, address string }{
 		{"no-such-network", "127.0.0.1:0"},
 		{"", "127.0.0.1:0"},
@@ -65,10 +66,10 @@ func (notSocketListener) Addr() net.Addr { return &net.UnixAddr{Name: "nowhere",
 // or listener onto a hub is a *net.OpError, also for something that is no
 // socket at all.
 func TestNewConnAndWrapListenerFailWithOpErrors(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	p1, p2 := net.Pipe()
 	t.Cleanup(func() { p1.Close(); p2.Close() })
-	closedHub := newHub(t)
+	closedHub := hubtest.NewHub(t)
 	closedHub.Close()
 	tcp, _ := pipe(t, h, "tcp", false, false)
 	closedTCP, _ := pipe(t, h, "tcp", false, false)
@@ -116,7 +117,7 @@ func TestNewConnAndWrapListenerFailWithOpErrors(t *testing.T) {
 // hub and package net alike, and compares the errors' shape: Op, Net,
 // which of the conn's addresses Source and Addr name, and the sentinel.
 func TestClosedConnErrorsMatchPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		std, _ := pipe(t, h, network, false, false)
 		hub, _ := pipe(t, h, network, true, true)
@@ -202,7 +203,7 @@ func TestClosedConnErrorsMatchPackageNet(t *testing.T) {
 // TestDialAddressErrorsMatchPackageNet: an address or network a dial
 // cannot use fails, before any traffic, with exactly net.Dialer's error.
 func TestDialAddressErrorsMatchPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	for _, tc := range []struct{ network, address string }{
 		{"no-such-network", "127.0.0.1:1"},

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // exhaustChildEnv marks the re-executed test binary that runs out of fds.
@@ -52,7 +54,7 @@ func TestAcceptAtTheFdLimitIsTemporary(t *testing.T) {
 
 // exhaustFDs is the child's side of TestAcceptAtTheFdLimitIsTemporary.
 func exhaustFDs(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln := listen(t, h, "tcp")
 	addr := ln.Addr().String()
 	var clients, servers []net.Conn
@@ -66,7 +68,7 @@ func exhaustFDs(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
 		t.Fatal(err)
 	}
-	open := openFDs(t)
+	open := hubtest.CountFDs(t)
 	lim := orig
 	lim.Cur = uint64(open + 16)
 	if lim.Cur > orig.Cur {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hubio/hubio/internal/leakcheck"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -80,19 +80,6 @@ func dialAccept(t testing.TB, ln net.Listener, dial func(network, address string
 	return c, a
 }
 
-// waitFor polls cond until it holds and fails the test if it does not
-// within timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // parkedOnHub counts goroutines parked in a hub wait (a blocked Read, Write,
 // Accept or connect).
 func parkedOnHub() int {
@@ -118,7 +105,7 @@ func parkedOnHub() int {
 // what the test does next happens to a blocked call.
 func waitParked(t testing.TB, n int) {
 	t.Helper()
-	waitFor(t, 5*time.Second, fmt.Sprintf("%d goroutines parked on a hub", n), func() bool { return parkedOnHub() >= n })
+	hubtest.Eventually(t, 5*time.Second, fmt.Sprintf("%d goroutines parked on a hub", n), func() bool { return parkedOnHub() >= n })
 }
 
 // result is what a call run by async returned, and how long it took.
@@ -172,22 +159,6 @@ func acceptAsync(t testing.TB, ln net.Listener) <-chan result {
 		mu.Unlock()
 		return 0, err
 	})
-}
-
-// openFDs counts the process's open fds.
-func openFDs(t testing.TB) int {
-	t.Helper()
-	n := leakcheck.OpenFDs()
-	if n < 0 {
-		t.Fatal("cannot count open fds here")
-	}
-	return n
-}
-
-// waitFDs waits until the process has no more than want open fds.
-func waitFDs(t testing.TB, want int) {
-	t.Helper()
-	waitFor(t, 10*time.Second, fmt.Sprintf("open fds to return to %d", want), func() bool { return openFDs(t) <= want })
 }
 
 // checkOpErr fails the test unless err is a valid *net.OpError (see
@@ -316,20 +287,6 @@ func makePipe(t *testing.T, h *poller.Hub, network string, hubListen, hubDial bo
 	return c1, a.c, func() { c1.Close(); a.c.Close() }, nil
 }
 
-// newHub returns a new hub, closed at cleanup. It is every test's first
-// resource, so it also starts the test's leak check: the goroutines and
-// fds the test leaves once its cleanups have run (internal/leakcheck).
-func newHub(t testing.TB, opts ...poller.Option) *poller.Hub {
-	t.Helper()
-	leakcheck.Check(t)
-	h, err := poller.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	return h
-}
-
 // validOpError checks err as package net's error_test.go does: a
 // *net.OpError with an Op, whose Source and Addr are nil or a non-nil
 // *net.TCPAddr or *net.UnixAddr, and whose Err is one of the layers package
@@ -395,8 +352,8 @@ func validOpError(err error) error {
 // test of many connect/close cycles must leave.
 func nothingLeft(t *testing.T, h *poller.Hub, fds, goroutines int) {
 	t.Helper()
-	waitFDs(t, fds)
-	waitFor(t, 10*time.Second, "goroutines to return to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines })
+	hubtest.WaitFDs(t, fds)
+	hubtest.Eventually(t, 10*time.Second, "goroutines to return to the baseline", func() bool { return runtime.NumGoroutine() <= goroutines })
 	if got := h.Stats().Registered; got != 0 {
 		t.Errorf("hub still has %d fds registered", got)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -47,8 +48,8 @@ func TestTenThousandIdleConnsReturnEverything(t *testing.T) {
 		n = limit
 	}
 
-	h := newHub(t)
-	fdsBefore, gBefore := openFDs(t), runtime.NumGoroutine()
+	h := hubtest.NewHub(t)
+	fdsBefore, gBefore := hubtest.CountFDs(t), runtime.NumGoroutine()
 	ln, err := transport.Listen(h, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestTenThousandIdleConnsReturnEverything(t *testing.T) {
 	if err != nil || line != "dialed\n" {
 		t.Fatalf("child: %q, %v", line, err)
 	}
-	held := openFDs(t)
+	held := hubtest.CountFDs(t)
 	if s := h.Stats(); s.Registered < int64(n) {
 		t.Fatalf("hub has %d fds registered, want %d", s.Registered, n)
 	}
@@ -94,8 +95,8 @@ func TestTenThousandIdleConnsReturnEverything(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("fds back to %d", fdsBefore), func() bool { return openFDs(t) <= fdsBefore })
-	waitFor(t, 10*time.Second, fmt.Sprintf("goroutines back to %d", gBefore), func() bool { return runtime.NumGoroutine() <= gBefore })
+	hubtest.Eventually(t, 10*time.Second, fmt.Sprintf("fds back to %d", fdsBefore), func() bool { return hubtest.CountFDs(t) <= fdsBefore })
+	hubtest.Eventually(t, 10*time.Second, fmt.Sprintf("goroutines back to %d", gBefore), func() bool { return runtime.NumGoroutine() <= gBefore })
 	if s := h.Stats(); s.Registered != 0 {
 		t.Fatalf("hub still has %d fds registered", s.Registered)
 	}

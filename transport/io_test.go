@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
 func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 	const size = 64 << 20
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, p := range pairings {
 		t.Run(p.name+" moves 64 MiB each way at once", func(t *testing.T) {
 			c1, c2 := pipe(t, h, "tcp", p.hubListen, p.hubDial)
@@ -95,7 +96,7 @@ func TestFullDuplexTransferKeepsEveryByte(t *testing.T) {
 // are skipped, and WriteBuffers returns instead of spinning on writev of
 // nothing.
 func TestWriteBuffersSkipsEmptyBuffers(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c1, c2 := pipe(t, h, "tcp", true, true)
 	c := c1.(*transport.Conn)
 	done := make(chan error, 1)
@@ -136,7 +137,7 @@ func (p *countingPool) Put(*[]byte)       { p.puts++ }
 // syscall, no buffer); a negative size is an error that takes nothing from
 // the pool; neither disturbs the data waiting to be read.
 func TestReadPooledSizes(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c1, c2 := pipe(t, h, "tcp", true, true)
 	c := c1.(*transport.Conn)
 	var pool countingPool

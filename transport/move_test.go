@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -34,7 +35,7 @@ func exchange(t testing.TB, a, b net.Conn) {
 }
 
 func TestAdoptedConnOutlivesTheOriginal(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run("NewConn of a std "+network+" conn works after the original is closed", func(t *testing.T) {
 			std, peer := pipe(t, h, network, false, false)
@@ -111,7 +112,7 @@ func TestAdoptedConnOutlivesTheOriginal(t *testing.T) {
 		})
 	}
 	t.Run("WrapListener moves a hub listener onto another hub", func(t *testing.T) {
-		h2 := newHub(t)
+		h2 := hubtest.NewHub(t)
 		ln1 := listen(t, h, "tcp")
 		ln, err := transport.WrapListener(h2, ln1)
 		if err != nil {

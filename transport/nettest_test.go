@@ -7,13 +7,15 @@ import (
 	"testing"
 
 	"golang.org/x/net/nettest"
+
+	"github.com/hubio/hubio/internal/hubtest"
 )
 
 // TestConnConformance runs golang.org/x/net/nettest.TestConn, the standard
 // net.Conn conformance suite, over every pairing of hub and standard
 // listener and dialer, over TCP and unix sockets.
 func TestConnConformance(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	for _, network := range []string{"tcp", "unix"} {
 		for _, p := range pairings {
 			t.Run(network+" "+p.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -82,7 +83,7 @@ var (
 // setter calls to a package net conn and a hub conn, and compares every
 // socket option they touch.
 func TestSocketOptionsMatchPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	custom := net.KeepAliveConfig{Enable: true, Idle: 20 * time.Second, Interval: 5 * time.Second, Count: 3}
 	for _, tc := range []struct {
 		name      string
@@ -221,7 +222,7 @@ func TestSocketOptionsMatchPackageNet(t *testing.T) {
 // (*net.TCPConn).MultipathTCP reports for the same kind of conn, with and
 // without MPTCP on the dialing side.
 func TestMultipathTCPMatchesPackageNet(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	std, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +254,7 @@ func TestMultipathTCPMatchesPackageNet(t *testing.T) {
 }
 
 func TestTCPConnsHaveNoDelayAndKeepAlive(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c1, c2 := pipe(t, h, "tcp", true, true)
 	for _, c := range []struct {
 		side string

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/transport"
 )
 
 func TestDeadlines(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	hubPair := func(t *testing.T) (*transport.Conn, *transport.Conn) {
 		t.Helper()
 		c1, c2 := pipe(t, h, "tcp", true, true)
@@ -175,7 +176,7 @@ func TestDeadlines(t *testing.T) {
 // TestFarFutureDeadlineDoesNotFire: a deadline centuries away (beyond what
 // time.Until can express) must not be taken as one in the past.
 func TestFarFutureDeadlineDoesNotFire(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	c1, c2 := pipe(t, h, "tcp", true, true)
 	for _, far := range []time.Time{time.Now().Add(math.MaxInt64), time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)} {
 		if err := c1.SetDeadline(far); err != nil {

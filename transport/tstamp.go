@@ -49,7 +49,10 @@ var errTimestampsOn = errors.New("transport: write timestamps already on")
 //
 // It fails, leaving the conn unchanged, on a unix socket, where hubs are
 // unsupported, when the kernel refuses SO_TIMESTAMPING (an *os.SyscallError)
-// or when timestamps are on already. Call it before writing, or at least
+// or when timestamps are on already. It refuses an MPTCP socket (an
+// *os.SyscallError wrapping EOPNOTSUPP): the kernel accepts the option
+// there but delivers the timestamps on the subflows' error queues, so no
+// sample would ever be recorded. Call it before writing, or at least
 // when no Write is in flight.
 func (c *Conn) EnableWriteTimestamps(period int, o WriteLatencyObserver) error {
 	if period <= 0 {

@@ -128,6 +128,12 @@ func (fd *netFD) enableTimestamps(period int, o WriteLatencyObserver) error {
 	if fd.tstamps.p.Load() != nil {
 		return errTimestampsOn
 	}
+	// An MPTCP socket accepts SO_TIMESTAMPING, but its timestamps go to
+	// its subflows' error queues, which the hub never sees: every sample
+	// would be lost. Refuse, as a kernel without timestamping would.
+	if proto, _ := unix.GetsockoptInt(fd.sysfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); proto == unix.IPPROTO_MPTCP {
+		return os.NewSyscallError("setsockopt", unix.EOPNOTSUPP)
+	}
 	if err := setTimestamping(fd.sysfd); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
@@ -90,7 +91,7 @@ func TestWriteTimestampsRecordBothLatencies(t *testing.T) {
 				t.Fatal(err)
 			}
 			writes++
-			waitFor(t, 10*time.Second, fmt.Sprintf("sample %d (%d bytes) to be accounted for", writes, n), func() bool {
+			hubtest.Eventually(t, 10*time.Second, fmt.Sprintf("sample %d (%d bytes) to be accounted for", writes, n), func() bool {
 				st := c.WriteTimestampStats()
 				return st.Recorded+st.Lost >= uint64(writes)
 			})
@@ -172,7 +173,7 @@ func TestTimestampsWakeNoWaitingReader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "timestamps of every write", func() bool {
+	hubtest.Eventually(t, 10*time.Second, "timestamps of every write", func() bool {
 		st := c.WriteTimestampStats()
 		return st.Recorded+st.Lost >= writes
 	})
@@ -264,7 +265,7 @@ func TestTimestampCyclesLeakNothing(t *testing.T) {
 	}
 	h := newTestHub(t)
 	goroutines := runtime.NumGoroutine()
-	fds := openFDs(t)
+	fds := hubtest.CountFDs(t)
 	ln := listen(t, h, "tcp")
 	addr := ln.Addr().String()
 	d := transport.Dialer{Hub: h}
@@ -384,7 +385,7 @@ func TestWriteTimestampsIPv6(t *testing.T) {
 		if _, err := c.Write(make([]byte, 5000)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "the sample to be accounted for", func() bool {
+		hubtest.Eventually(t, 10*time.Second, "the sample to be accounted for", func() bool {
 			st := c.WriteTimestampStats()
 			return st.Recorded+st.Lost >= uint64(i+1)
 		})
@@ -399,7 +400,7 @@ func TestWriteTimestampsIPv6(t *testing.T) {
 // holds reaches the conn only weakly, so a timestamped conn dropped
 // unclosed is still collected and its fd closed, as any hub conn's is.
 func TestDroppedTimestampedConnIsCollected(t *testing.T) {
-	h := newHub(t)
+	h := hubtest.NewHub(t)
 	ln := listen(t, h, "tcp")
 	peer, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

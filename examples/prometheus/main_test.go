@@ -114,3 +114,60 @@ func TestScrapeAfterRPCs(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeShowsZeroRetransmitsAndScopeVersion: before any TCP_INFO sample
+// (and with no retransmit on loopback), the retransmit counters are on
+// /metrics at 0, so rate() and increase() work from the first scrape; and
+// every hubio series names its scope with a version.
+func TestScrapeShowsZeroRetransmitsAndScopeVersion(t *testing.T) {
+	d, err := start("127.0.0.1:0", time.Hour) // no TCP_INFO sample during the test
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	if err := d.call(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+	resp, err := client.Get("http://" + d.metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string][]string{} // name → sample lines
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		series[name] = append(series[name], line)
+	}
+	for _, name := range []string{"grpc_tcp_packets_retransmitted_total", "grpc_tcp_bytes_retransmitted_total",
+		"grpc_tcp_packets_spurious_retransmitted_total", "grpc_tcp_recurring_retransmits_total"} {
+		lines := series[name]
+		if len(lines) == 0 {
+			t.Errorf("%s missing from /metrics before any retransmit", name)
+			continue
+		}
+		for _, l := range lines {
+			if !strings.HasSuffix(l, " 0") {
+				t.Errorf("%s: %q, want 0 on loopback with no TCP_INFO sample taken", name, l)
+			}
+		}
+	}
+	for _, name := range []string{"grpc_tcp_connections_created_total", "hubio_hub_busy_time_seconds_total", "grpc_tcp_packets_retransmitted_total"} {
+		for _, l := range series[name] {
+			if !strings.Contains(l, `otel_scope_name="github.com/hubio/hubio/telemetry"`) ||
+				strings.Contains(l, `otel_scope_version=""`) || !strings.Contains(l, `otel_scope_version="`) {
+				t.Errorf("%s: %q, want otel_scope_name github.com/hubio/hubio/telemetry and a non-empty otel_scope_version", name, l)
+			}
+		}
+		if len(series[name]) == 0 {
+			t.Errorf("%s missing from /metrics", name)
+		}
+	}
+}

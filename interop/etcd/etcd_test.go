@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/testutil"
 )
@@ -49,8 +50,8 @@ const waitBound = time.Minute
 // hubs' counters that both sides' conns were on their hubs, and stops etcd
 // gracefully, leaving no fd on either hub.
 func TestEtcdOnHub(t *testing.T) {
-	serverHub := newHub(t)
-	clientHub := newHub(t)
+	serverHub := hubtest.NewHubUnchecked(t)
+	clientHub := hubtest.NewHubUnchecked(t)
 	before := grpcopt.ReadServerStats()
 
 	// One URL for gRPC alone, one for HTTP alone: with ListenClientHttpUrls
@@ -142,8 +143,8 @@ func TestEtcdOnHub(t *testing.T) {
 // counted in ReadServerStats().OffHub; the server hub never sees it. HTTP/1
 // on the same port works as before.
 func TestEtcdSharedPortStaysOffHub(t *testing.T) {
-	serverHub := newHub(t)
-	clientHub := newHub(t)
+	serverHub := hubtest.NewHubUnchecked(t)
+	clientHub := hubtest.NewHubUnchecked(t)
 	before := grpcopt.ReadServerStats()
 
 	urls := loopbackURLs(t, 2)
@@ -187,8 +188,8 @@ func TestEtcdSharedPortStaysOffHub(t *testing.T) {
 // is refused (and counted), and a client gets no answer; HTTP/1 on the same
 // port is not grpc-go's and still works.
 func TestEtcdSharedPortRequireHubRefuses(t *testing.T) {
-	serverHub := newHub(t)
-	clientHub := newHub(t)
+	serverHub := hubtest.NewHubUnchecked(t)
+	clientHub := hubtest.NewHubUnchecked(t)
 	before := grpcopt.ReadServerStats()
 
 	urls := loopbackURLs(t, 2)
@@ -317,22 +318,6 @@ func getVersion(t *testing.T, ctx context.Context, u url.URL) {
 	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "etcdserver") {
 		t.Fatalf("GET /version: %s %q, %v; want 200 with etcd's version", resp.Status, body, err)
 	}
-}
-
-// newHub returns a hub closed when the test ends (after every cleanup
-// registered later, so after etcd and the client).
-func newHub(t *testing.T) *poller.Hub {
-	t.Helper()
-	h, err := poller.New()
-	if err != nil {
-		t.Fatalf("poller.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("closing a hub: %v", err)
-		}
-	})
-	return h
 }
 
 // loopbackURLs returns n http URLs on 127.0.0.1 whose ports were free a
@@ -528,14 +513,15 @@ func txn(t *testing.T, ctx context.Context, cli *clientv3.Client) {
 	}
 }
 
-// checkOnHub reports whether h has registered fds and has delivered
-// readiness events: the proof that conns are on it.
+// checkOnHub reports whether h holds conns (Stats().Conns, the counter
+// the README points to) and has delivered readiness events: the proof that
+// conns are on it.
 func checkOnHub(t *testing.T, side string, h *poller.Hub, otherwise string) {
 	t.Helper()
 	s := h.Stats()
-	t.Logf("%s hub during traffic: Registered %d, Events %d", side, s.Registered, s.Events)
-	if s.Registered <= 0 || s.Events == 0 {
-		t.Errorf("%s hub during traffic: Registered %d, Events %d; want both > 0: %s", side, s.Registered, s.Events, otherwise)
+	t.Logf("%s hub during traffic: Conns %d, Registered %d, Events %d", side, s.Conns, s.Registered, s.Events)
+	if s.Conns <= 0 || s.Events == 0 {
+		t.Errorf("%s hub during traffic: Conns %d, Events %d; want both > 0: %s", side, s.Conns, s.Events, otherwise)
 	}
 }
 

@@ -1,14 +1,12 @@
-package leakcheck
+package hubtest
 
 import (
 	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { VerifyTestMain(m) }
 
 // fakeT records a check's failures instead of failing the test.
 type fakeT struct {
@@ -64,4 +62,14 @@ func TestCheckReportsWhatATestLeaves(t *testing.T) {
 			t.Errorf("Check reported %d leaks, want 2 (a goroutine, an fd)", f.errors)
 		}
 	})
+}
+
+func TestWaitForReportsWhetherTheConditionHeld(t *testing.T) {
+	n := 0
+	if !WaitFor(10*time.Second, func() bool { n++; return n >= 3 }) {
+		t.Error("WaitFor reported false for a condition that came to hold")
+	}
+	if WaitFor(20*time.Millisecond, func() bool { return false }) {
+		t.Error("WaitFor reported true for a condition that never held")
+	}
 }
