@@ -90,6 +90,12 @@ type Config struct {
 	Telemetry     *telemetry.Telemetry
 	NoTelemetry   bool
 
+	// Admission, if set, decides which conns the listeners of Listen take
+	// (limits in total and per peer, accept pacing, shedding by loop
+	// delay; see transport.AdmissionPolicy and admission.go); nil, the
+	// default, takes every conn.
+	Admission *transport.Admission
+
 	// resolver looks up host names for Dial; nil means net.DefaultResolver.
 	// Only tests set it, to dial names without DNS.
 	resolver *net.Resolver
@@ -307,6 +313,7 @@ func (c Config) Listen(network, address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.admit(l)
 	return &listener{Listener: l, cfg: c}, nil
 }
 

@@ -85,6 +85,11 @@
 // proxy must resolve the name, dial "passthrough:///host:port": the dialer,
 // and then the proxy, receive "host:port" as it is.
 //
+// Config.Admission makes Listen's listeners decide which conns they take
+// (limits in total and per peer, accept pacing, shedding by loop delay; see
+// transport.AdmissionPolicy): a refused conn is reset before grpc-go sees
+// it, and a paused listener leaves conns in the kernel backlog.
+//
 // Where hubs are unsupported (not Linux), every option falls back to
 // package net: ServerOption is grpc.Creds(inner), Listen is net.Listen and
 // DialOption dials with a net.Dialer (through the proxy as above).

@@ -22,7 +22,8 @@ func (c Config) listenGroup(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	base := l.(*transport.Listener)
-	return &groupListener{base: base, cur: base, cfg: c}, nil
+	c.admit(base)
+	return &groupListener{base: base, cur: base, cfg: c, unwatch: c.watchGroup(base.Hub())}, nil
 }
 
 // groupListener hands grpc-go *Conn values spread across a group's hubs.
@@ -45,6 +46,9 @@ type groupListener struct {
 	mu     sync.Mutex
 	cur    *transport.Listener
 	closed bool
+	// unwatch stops the admission's loop-delay probes on the group's other
+	// hubs (see admission.go); called once, by the first Close.
+	unwatch func()
 }
 
 // Accept returns the next conn as a *Conn on the hub the group picks. Its
@@ -105,6 +109,7 @@ func (l *groupListener) move(cur *transport.Listener) bool {
 		cur.Close()
 	}
 	l.cur = nl.(*transport.Listener)
+	l.cur.SetAdmission(l.cfg.Admission) // the same slots and pauses as base's
 	return true
 }
 
@@ -119,6 +124,7 @@ func (l *groupListener) Close() error {
 	l.closed = true
 	cur := l.cur
 	l.mu.Unlock()
+	l.unwatch()
 	if cur != l.base {
 		cur.Close()
 	}

@@ -12,15 +12,9 @@ import (
 // group reports too. Metrics never fail a connection: an error here
 // (instruments the provider refused) leaves the conn uninstrumented.
 func (c Config) instrument(hc *transport.Conn) {
-	if c.NoTelemetry {
-		return
-	}
-	t := c.Telemetry
+	t := c.telemetry()
 	if t == nil {
-		var err error
-		if t, err = telemetry.ForProvider(c.MeterProvider); err != nil {
-			return
-		}
+		return
 	}
 	if c.Group != nil {
 		t.InstrumentGroup(c.Group) // a closed hub is skipped; the conn's own is checked below
@@ -28,4 +22,20 @@ func (c Config) instrument(hc *transport.Conn) {
 	if t.InstrumentHub(hc.Hub()) == nil {
 		t.InstrumentConn(hc)
 	}
+}
+
+// telemetry returns the Telemetry the Config records through, nil with
+// NoTelemetry or when the provider refused the instruments.
+func (c Config) telemetry() *telemetry.Telemetry {
+	if c.NoTelemetry {
+		return nil
+	}
+	if c.Telemetry != nil {
+		return c.Telemetry
+	}
+	t, err := telemetry.ForProvider(c.MeterProvider)
+	if err != nil {
+		return nil
+	}
+	return t
 }

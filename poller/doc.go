@@ -56,7 +56,8 @@
 // Prepare, Wait, deadlines, the waiter's park); errqueue.go the EPOLLERR
 // handler a registration may set; timer.go the timer heap and AfterFunc;
 // group.go the Group of hubs and its Balance; observer.go the Observer
-// hooks and the loop-time accounting. dropwake_on.go and dropwake_off.go
+// hooks and the loop-time accounting; loopdelay.go Hub.LoopDelay (the
+// latest measurement, observer or not) and Registration.Wake. dropwake_on.go and dropwake_off.go
 // switch on and off the deliberately lost wakeup of hubio_dropwakeup
 // builds, with which a soak shows that it notices one. filemap_test.go
 // fails when a file is added, removed or renamed without this map.

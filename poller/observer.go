@@ -153,6 +153,9 @@ type observing struct {
 	idle     atomic.Int64 // ns parked, over the parks that have ended
 	parkedAt atomic.Int64 // hub clock at which the current park began; 0 while running
 	queuedAt int64        // hub clock at which the queue became non-empty; under qmu
+	// lastDelay is the latest loop delay measured (ns), observer or not;
+	// written by the hub goroutine, read by Hub.LoopDelay (loopdelay.go).
+	lastDelay atomic.Int64
 }
 
 // on returns the observer box, or nil when nobody observes.
@@ -215,6 +218,7 @@ func (s *observing) loopDelay(late int64) {
 	if late < 0 {
 		return
 	}
+	s.lastDelay.Store(late)
 	if b := s.on(); b != nil {
 		b.o.LoopDelay(time.Duration(late))
 	}

@@ -120,6 +120,7 @@ type Telemetry struct {
 	conns connRegistry
 	hubs  hubRegistry
 	lat   latencyInstruments // see latency.go
+	adms  admissionRegistry  // see listener.go
 }
 
 // New creates the instruments on the configured MeterProvider (by default

@@ -337,6 +337,11 @@ func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 	if err != nil {
 		return nil, opErr(err)
 	}
+	if hc, ok := c.(*Conn); ok {
+		// The admission slot moves with the socket: closing the old conn,
+		// as its owner will, must not release it.
+		fd.adopt(hc.fd.takeSlot())
+	}
 	return newConn(fd, network, c.LocalAddr(), c.RemoteAddr()), nil
 }
 

@@ -20,6 +20,12 @@
 // (non-blocking, close-on-exec), retries ECONNABORTED, and reports EMFILE
 // and ENFILE as errors whose Temporary() is true.
 //
+// A Listener given an Admission (SetAdmission) decides in Accept which conns
+// it takes: limits in total and per peer prefix, an allow-list, accept
+// pacing, and pausing while its hub's loop delay is high. A refused conn is
+// reset at once; a paused listener leaves conns in the backlog. See
+// AdmissionPolicy.
+//
 // Names follow one rule, as package net's ListenTCP, DialTCP and AcceptTCP
 // do: the contract names return interfaces (Listen, WrapListener, NewConn,
 // Dialer.Dial and DialContext, Listener.Accept), and each has a twin ending

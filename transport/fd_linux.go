@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,8 @@ type netFD struct {
 	stats connCounters
 	// tstamps holds the write-timestamp state; see tstamp_linux.go.
 	tstamps tstampSlot
+	// adm holds an admitted conn's slot; see admission.go.
+	adm admSlot
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -112,6 +115,7 @@ func (fd *netFD) Close() error {
 		return net.ErrClosed
 	}
 	fd.observeClose()
+	fd.releaseSlot()
 	fd.reg.Deregister()
 	fd.decref()
 	<-fd.done
@@ -324,18 +328,38 @@ func consume(v *net.Buffers, n int) {
 // accept waits for and returns one connection, non-blocking and
 // close-on-exec. ECONNABORTED (the peer gave up before we accepted) is
 // retried; EMFILE and ENFILE come back as a *os.SyscallError whose
-// Temporary() is true.
-func (fd *netFD) accept() (int, syscall.Sockaddr, error) {
+// Temporary() is true. With an admission gate, a paused listener waits
+// without accepting, a refused conn is reset and the loop goes on, and an
+// admitted one comes with its slot (nil if it holds none).
+func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockaddr, *slot, error) {
 	if !fd.refs.incref() {
-		return -1, nil, net.ErrClosed
+		return -1, nil, nil, net.ErrClosed
 	}
 	defer fd.decref()
 	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
 	if err := fd.reg.Prepare(poller.Read); err != nil {
-		return -1, nil, err
+		return -1, nil, nil, err
 	}
 	for {
+		g := gate.Load()
+		if g != nil {
+			// A paused listener leaves conns in the backlog and waits in
+			// the write direction, which a listening socket never makes
+			// ready: arrivals do not wake it, the resume (Wake), Close and
+			// the deadline (SetDeadline sets both directions) do. Prepare
+			// comes before the check, so a resume between the two leaves
+			// its token for Wait.
+			if err := fd.reg.Prepare(poller.Write); err != nil {
+				return -1, nil, nil, err
+			}
+			if g.paused() {
+				if err := fd.reg.Wait(poller.Write); err != nil {
+					return -1, nil, nil, err
+				}
+				continue
+			}
+		}
 		var s int
 		var rsa syscall.Sockaddr
 		err := ignoringEINTR(func() (err error) {
@@ -343,13 +367,20 @@ func (fd *netFD) accept() (int, syscall.Sockaddr, error) {
 			return err
 		})
 		if err == nil {
-			return s, rsa, nil
+			if g == nil {
+				return s, rsa, nil, nil
+			}
+			if sl, r := g.a.admit(sockaddrAddr(rsa)); r == 0 {
+				return s, rsa, sl, nil
+			}
+			refuseFD(s)
+			continue
 		}
 		if err == syscall.ECONNABORTED {
 			continue // the peer gave up before we accepted
 		}
 		if err = fd.retryAfter(poller.Read, "accept4", err); err != nil {
-			return -1, nil, err
+			return -1, nil, nil, err
 		}
 	}
 }
@@ -415,17 +446,22 @@ func (fd *netFD) rawIO(mu *sync.Mutex, m poller.Mode, f func(uintptr) bool) erro
 
 func (fd *netFD) hub() *poller.Hub { return fd.reg.Hub() }
 
-// acceptConn accepts one connection and registers it with the hub pick
-// returns once it is accepted, with package net's TCP defaults.
-func (fd *netFD) acceptConn(pick func() *poller.Hub, isUnix bool) (*netFD, net.Addr, net.Addr, error) {
-	s, rsa, err := fd.accept()
+// acceptConn accepts one connection that gate admits and registers it with
+// the hub pick returns once it is accepted, with package net's TCP
+// defaults.
+func (fd *netFD) acceptConn(pick func() *poller.Hub, isUnix bool, gate *atomic.Pointer[listenerGate]) (*netFD, net.Addr, net.Addr, error) {
+	s, rsa, sl, err := fd.accept(gate)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	nfd, err := newFD(pick(), s)
 	if err != nil {
+		if sl != nil {
+			sl.release()
+		}
 		return nil, nil, nil, err
 	}
+	nfd.adopt(sl)
 	if !isUnix {
 		// As a net.ListenConfig with no keepalive settings does.
 		nfd.setTCPDefaults(0, net.KeepAliveConfig{})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,7 +19,10 @@ import (
 var errUnsupported = fmt.Errorf("transport: hub sockets need Linux: %w", errors.ErrUnsupported)
 
 // netFD is empty where hub sockets are unsupported.
-type netFD struct{ stats connCounters }
+type netFD struct {
+	stats connCounters
+	adm   admSlot
+}
 
 const (
 	shutRD, shutWR, solSocket, ipprotoTCP = 0, 1, 0, 0
@@ -50,7 +54,7 @@ func (*netFD) setKeepAliveConfig(net.KeepAliveConfig) error { return errUnsuppor
 func (*netFD) hub() *poller.Hub                             { return nil }
 func (*netFD) localAddr(bool) net.Addr                      { return nil }
 func (*netFD) remoteAddr(bool) net.Addr                     { return nil }
-func (*netFD) acceptConn(func() *poller.Hub, bool) (*netFD, net.Addr, net.Addr, error) {
+func (*netFD) acceptConn(func() *poller.Hub, bool, *atomic.Pointer[listenerGate]) (*netFD, net.Addr, net.Addr, error) {
 	return nil, nil, nil, errUnsupported
 }
 func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAliveSettings, bool) (*netFD, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +33,9 @@ type Listener struct {
 	// unlinkOnce makes the first Close, of any goroutine, the one that
 	// removes unlink.
 	unlinkOnce sync.Once
+	// gate is the admission SetAdmission installed, nil for none; Accept
+	// loads it before each decision (see admission.go).
+	gate atomic.Pointer[listenerGate]
 }
 
 var _ net.Listener = (*Listener)(nil)
@@ -206,7 +210,7 @@ func (l *Listener) AcceptHubOn(pick func() *poller.Hub) (*Conn, error) {
 	if pick == nil {
 		pick = l.fd.hub
 	}
-	fd, laddr, raddr, err := l.fd.acceptConn(pick, l.net == "unix")
+	fd, laddr, raddr, err := l.fd.acceptConn(pick, l.net == "unix", &l.gate)
 	if err != nil {
 		return nil, &net.OpError{Op: "accept", Net: l.net, Addr: l.addr, Err: err}
 	}
@@ -219,6 +223,9 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 // Close stops listening; a blocked Accept returns net.ErrClosed. A unix
 // socket file created by Listen is removed first, as net.UnixListener does.
 func (l *Listener) Close() error {
+	if g := l.gate.Swap(nil); g != nil {
+		g.detach()
+	}
 	l.unlinkOnce.Do(func() {
 		if l.unlink != "" {
 			os.Remove(l.unlink)
@@ -232,7 +239,9 @@ func (l *Listener) Close() error {
 
 // SetDeadline sets a deadline for Accept; the zero time means none.
 func (l *Listener) SetDeadline(t time.Time) error {
-	if err := l.fd.setDeadline(t, true, false); err != nil {
+	// Both directions: a paused Accept waits in the write one (see
+	// netFD.accept).
+	if err := l.fd.setDeadline(t, true, true); err != nil {
 		return &net.OpError{Op: "set", Net: l.net, Addr: l.addr, Err: err}
 	}
 	return nil
