@@ -157,3 +157,60 @@ func TestAddObserverKeepsTheFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopTimeUnderEventsOnly: passes that only harvest events and wake a
+// waiter (no callbacks) have their busy time sampled, one in 16, and
+// estimated in the others. Busy and idle must still both only grow, add up
+// to the time since SetObserver, and busy must grow with the passes.
+func TestLoopTimeUnderEventsOnly(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		r, w := pipe(t)
+		reg, err := h.Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg.Deregister)
+		h.SetObserver(&recorder{}, 0)
+		start := time.Now()
+		busy0, idle0 := h.LoopTime()
+		lastBusy, lastIdle := busy0, idle0
+		var buf [1]byte
+		const rounds = 2000 // about 2000 passes, 125 of them sampled
+		for i := range rounds {
+			if _, err := unix.Write(w, buf[:]); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				if err := reg.Prepare(poller.Read); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := unix.Read(r, buf[:]); err == nil {
+					break
+				} else if err != unix.EAGAIN {
+					t.Fatal(err)
+				}
+				if err := reg.Wait(poller.Read); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if i%50 == 0 {
+				busy, idle := h.LoopTime()
+				if busy < lastBusy || idle < lastIdle {
+					t.Fatalf("round %d: LoopTime went from (%v, %v) to (%v, %v)", i, lastBusy, lastIdle, busy, idle)
+				}
+				lastBusy, lastIdle = busy, idle
+			}
+		}
+		busy, idle := h.LoopTime()
+		elapsed := time.Since(start)
+		if busy < lastBusy || idle < lastIdle {
+			t.Fatalf("LoopTime went from (%v, %v) to (%v, %v)", lastBusy, lastIdle, busy, idle)
+		}
+		if d := (busy - busy0) + (idle - idle0); d <= 0 || d > elapsed+time.Millisecond {
+			t.Errorf("busy+idle grew by %v over %v", d, elapsed)
+		}
+		if busy == busy0 {
+			t.Errorf("busy stayed at %v over %d passes", busy, rounds)
+		}
+	})
+}
