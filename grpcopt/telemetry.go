@@ -6,7 +6,8 @@ import (
 )
 
 // instrument makes a new hub conn, and its hub, report metrics as the
-// Config says (by default through otel.GetMeterProvider()). With a Group,
+// Config says (by default not at all; Metrics: through
+// otel.GetMeterProvider()). With a Group,
 // every live hub of it is instrumented from the first conn on, each
 // labelled with its index (telemetry.AttrHubIndex), so an idle hub of the
 // group reports too. Metrics never fail a connection: an error here
@@ -17,6 +18,9 @@ func (c Config) instrument(hc *transport.Conn) {
 	}
 	t := c.Telemetry
 	if t == nil {
+		if c.MeterProvider == nil && !c.Metrics {
+			return // off by default: see Config.Metrics
+		}
 		var err error
 		if t, err = telemetry.ForProvider(c.MeterProvider); err != nil {
 			return

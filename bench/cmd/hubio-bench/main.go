@@ -130,7 +130,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
-	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub,hub-sdk unless given (hub: no MeterProvider installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
+	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub-global,hub-sdk unless given (hub-global: on through the global provider, none installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
 	fs.StringVar(&cfg.trace, "trace", "", "write an execution trace of each run's measured time into this directory (go tool trace)")
 	if err := fs.Parse(args); err != nil {
@@ -142,7 +142,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	if cfg.metrics && !given["transports"] {
-		cfg.transports = []string{transportHubNoTel, transportHub, transportHubSDK}
+		cfg.transports = []string{transportHubNoTel, transportHubGlobal, transportHubSDK}
 	}
 	if cfg.quick {
 		if !given["rounds"] {
@@ -192,7 +192,7 @@ func (c config) check() error {
 	}
 	for _, t := range c.transports {
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat or hub-notel)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat, hub-global or hub-notel)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {
