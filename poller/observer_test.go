@@ -164,34 +164,60 @@ func TestAddObserverKeepsTheFirst(t *testing.T) {
 // to the time since SetObserver, and busy must grow with the passes.
 func TestLoopTimeUnderEventsOnly(t *testing.T) {
 	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
-		r, w := pipe(t)
-		reg, err := h.Register(r)
+		// Ping-pong between this goroutine and an echo goroutine over two
+		// pipes: each side waits through the hub for the other's byte, so
+		// every round takes hub passes that only deliver readiness.
+		r1, w1 := pipe(t)
+		r2, w2 := pipe(t)
+		reg1, err := h.Register(r1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(reg.Deregister)
+		t.Cleanup(reg1.Deregister)
+		reg2, err := h.Register(r2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg2.Deregister)
+		readOne := func(reg *poller.Registration, fd int) error {
+			var buf [1]byte
+			for {
+				if err := reg.Prepare(poller.Read); err != nil {
+					return err
+				}
+				if _, err := unix.Read(fd, buf[:]); err != unix.EAGAIN {
+					return err
+				}
+				if err := reg.Wait(poller.Read); err != nil {
+					return err
+				}
+			}
+		}
+		const rounds = 2000
+		echoed := make(chan error, 1)
+		go func() {
+			for range rounds {
+				if err := readOne(reg1, r1); err != nil {
+					echoed <- err
+					return
+				}
+				if _, err := unix.Write(w2, []byte{1}); err != nil {
+					echoed <- err
+					return
+				}
+			}
+			echoed <- nil
+		}()
 		h.SetObserver(&recorder{}, 0)
 		start := time.Now()
 		busy0, idle0 := h.LoopTime()
 		lastBusy, lastIdle := busy0, idle0
-		var buf [1]byte
-		const rounds = 2000 // about 2000 passes, 125 of them sampled
 		for i := range rounds {
-			if _, err := unix.Write(w, buf[:]); err != nil {
+			if _, err := unix.Write(w1, []byte{1}); err != nil {
 				t.Fatal(err)
 			}
-			for {
-				if err := reg.Prepare(poller.Read); err != nil {
-					t.Fatal(err)
-				}
-				if _, err := unix.Read(r, buf[:]); err == nil {
-					break
-				} else if err != unix.EAGAIN {
-					t.Fatal(err)
-				}
-				if err := reg.Wait(poller.Read); err != nil {
-					t.Fatal(err)
-				}
+			if err := readOne(reg2, r2); err != nil {
+				t.Fatal(err)
 			}
 			if i%50 == 0 {
 				busy, idle := h.LoopTime()
@@ -200,6 +226,9 @@ func TestLoopTimeUnderEventsOnly(t *testing.T) {
 				}
 				lastBusy, lastIdle = busy, idle
 			}
+		}
+		if err := <-echoed; err != nil {
+			t.Fatal(err)
 		}
 		busy, idle := h.LoopTime()
 		elapsed := time.Since(start)
@@ -210,7 +239,7 @@ func TestLoopTimeUnderEventsOnly(t *testing.T) {
 			t.Errorf("busy+idle grew by %v over %v", d, elapsed)
 		}
 		if busy == busy0 {
-			t.Errorf("busy stayed at %v over %d passes", busy, rounds)
+			t.Errorf("busy stayed at %v over %d rounds (%d polls)", busy, rounds, h.Stats().Iterations)
 		}
 	})
 }
