@@ -3,7 +3,6 @@ package grpcopt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -50,20 +49,38 @@ type Config struct {
 	// would without the hub.)
 	UserTimeout time.Duration
 	// DialTimeout bounds each connect, on top of the context grpc-go gives
-	// the dialer; zero means none. Through a proxy, it bounds the connect to
-	// the proxy and the CONNECT handshake together.
+	// the dialer; zero means none (a negative value is refused by
+	// DialOptions and Dial, and ignored with a warning by DialOption).
+	// Through a proxy, it bounds the connect to the proxy and the CONNECT
+	// handshake together.
 	DialTimeout time.Duration
 	// RequireHub makes ServerOption's credentials fail the handshake of
 	// every conn they cannot put on the hub (a wrapper that changes Read or
 	// Write, see ServerOption) with an error matching ErrOffHub, instead
-	// of letting package net serve it.
+	// of serving it through the conn grpc-go was given. The first refusal
+	// of each server is logged at error level (grpclog's "hubio"
+	// component), with the conn's Go type and the remedy; all are counted
+	// in ServerStats.Refused.
 	RequireHub bool
+	// MultipathTCP makes Dial ask for Multipath TCP, as
+	// net.Dialer.SetMultipathTCP(true) does, falling back to TCP where the
+	// kernel has none (see transport.Dialer.SetMultipathTCP). An MPTCP
+	// socket refuses TCP_USER_TIMEOUT: such conns go without it, counted in
+	// SockoptStats, as grpc-go leaves them. Servers need no setting: Listen
+	// and package net's listeners accept MPTCP clients already.
+	MultipathTCP bool
 	// NoProxy turns off the HTTP CONNECT proxy that the dialer otherwise
 	// takes from the environment (HTTPS_PROXY, NO_PROXY), as
 	// grpc.WithNoProxy does for grpc-go's own dialer. grpc.WithNoProxy
 	// cannot be seen from a dialer, so a client given it together with
 	// DialOption must set NoProxy as well. See the package doc.
 	NoProxy bool
+	// Stats, if set, counts what the credentials built from this Config
+	// (ServerOption, ServerOptions, Credentials) do with their conns, as
+	// ReadServerStats counts them for the whole process: give each server
+	// its own to tell which one leaves conns off the hub. Configs that
+	// share one add up.
+	Stats *ServerCounters
 
 	// Telemetry: the metrics of the hub and of every conn these options
 	// create (see package telemetry) are off unless one of the next three
@@ -113,10 +130,6 @@ func (c Config) unsupported() bool {
 	return errors.Is(c.singleHub().Err(), errors.ErrUnsupported)
 }
 
-// maxUserTimeout is the largest TCP_USER_TIMEOUT: an int of milliseconds,
-// 32 bits in the kernel.
-const maxUserTimeout = math.MaxInt32 * time.Millisecond
-
 // infinity is grpc-go's keepalive Time that turns keepalive off.
 const infinity = time.Duration(math.MaxInt64)
 
@@ -126,39 +139,6 @@ const (
 	defaultKeepaliveTimeout       = 20 * time.Second
 	defaultClientMinKeepaliveTime = 10 * time.Second // grpc.WithKeepaliveParams' floor
 )
-
-// validate reports a setting that would fail or silently disable every
-// conn later: a negative or too large user timeout.
-func (c Config) validate() error {
-	check := func(name string, d time.Duration) error {
-		if d < 0 || d > maxUserTimeout || (d > 0 && d < time.Millisecond) {
-			return fmt.Errorf("grpcopt: %s %v out of range: TCP_USER_TIMEOUT takes 1ms to %v (0 for the default)", name, d, maxUserTimeout)
-		}
-		return nil
-	}
-	if err := check("Config.UserTimeout", c.UserTimeout); err != nil {
-		return err
-	}
-	if c.ServerKeepalive != nil {
-		if err := check("ServerKeepalive.Timeout", c.ServerKeepalive.Timeout); err != nil {
-			return err
-		}
-	}
-	if c.ClientKeepalive != nil {
-		if err := check("ClientKeepalive.Timeout", c.ClientKeepalive.Timeout); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// mustValidate panics, for the option builders that cannot return an
-// error, on a Config that validate refuses.
-func (c Config) mustValidate() {
-	if err := c.validate(); err != nil {
-		panic(err)
-	}
-}
 
 // serverUserTimeout is the TCP_USER_TIMEOUT grpc-go's server sets on a
 // *net.TCPConn (http2_server.go, NewServerTransport); 0 means none.
@@ -205,16 +185,18 @@ func (c Config) clientUserTimeout() time.Duration {
 }
 
 // wrap turns a hub conn into what grpc-go is handed, with TCP_USER_TIMEOUT
-// set to userTimeout (none if 0).
-func (c Config) wrap(hc *transport.Conn, userTimeout time.Duration) (*Conn, error) {
+// set to userTimeout (none if 0). The option is best-effort, as grpc-go's
+// SetTCPUserTimeout is on a *net.TCPConn: a socket that refuses it (an
+// MPTCP socket does) is counted in SockoptStats and served without it,
+// never closed. server says which count.
+func (c Config) wrap(hc *transport.Conn, userTimeout time.Duration, server bool) *Conn {
 	if userTimeout > 0 && hc.LocalAddr().Network() == "tcp" {
-		if err := setUserTimeout(hc, userTimeout); err != nil {
-			hc.Close()
-			return nil, err
+		if err := setUserTimeout(hc, userTimeout); err != nil && !errors.Is(err, net.ErrClosed) {
+			sockoptRefused(server)
 		}
 	}
 	c.instrument(hc)
-	return &Conn{Conn: hc}, nil
+	return &Conn{Conn: hc}
 }
 
 // ServerOption is a grpc.ServerOption whose credentials move each accepted
@@ -263,9 +245,11 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // hub conn, and closing the hub conn closes the wrapper once (releasing a
 // limiting listener's slot). A wrapper that changes the byte stream (a
 // muxer such as cmux that has read bytes ahead, a rate limiter, *tls.Conn)
-// is never bypassed: its conn is served by package net, counted in
-// ReadServerStats().OffHub, and logged once per server at warning level;
-// with Config.RequireHub its handshake fails with ErrOffHub instead. A
+// is never bypassed: its conn is served through the conn grpc-go was given,
+// as without hubio, counted in ServerStats.OffHub (ReadServerStats, and
+// Config.Stats), and logged once per server at warning level; with
+// Config.RequireHub its handshake fails with ErrOffHub instead, counted in
+// ServerStats.Refused and logged once per server at error level. A
 // wrapper that does not fit that shape (a generic one, one that defines a
 // Read that only calls its conn's) is looked through when it implements
 // Bypassable.
@@ -273,27 +257,36 @@ func Listen(h *poller.Hub, network, address string) (net.Listener, error) {
 // Moved conns get the TCP_USER_TIMEOUT grpc-go would set on a
 // *net.TCPConn (see Config.ServerKeepalive); a raw *net.TCPConn gets
 // grpc-go's own setting too, on the same socket. ServerOption and
-// Credentials panic on a Config that ServerOptions would refuse.
+// Credentials read only the server side of the Config (UserTimeout and
+// ServerKeepalive) and never panic: where ServerOptions would refuse a
+// value, they drop a negative duration (its default applies) or clamp a
+// user timeout into TCP_USER_TIMEOUT's range, and log a warning naming
+// the field, as grpc.KeepaliveParams does with a too small Time.
 //
 // When inner dispatches a conn (returns credentials.ErrConnDispatched),
 // the hub conn it was handed is its own and stays open; the credentials
 // release only the raw conn's duplicate fd.
 //
 // Close the hub only after the servers using it have stopped: once it is
-// closed, every accepted conn fails its handshake and is closed, while
-// grpc-go's Serve goes on accepting (it stops only for its listener's
-// errors; with Listen, Accept fails and Serve returns). The credentials log
-// that once, at error level, through grpclog.
+// closed, every accepted conn fails its handshake and is closed (the
+// client sees it reset), while grpc-go's Serve goes on accepting (it stops
+// only for its listener's errors; with Listen on the same hub, Accept fails
+// and Serve returns). The credentials count those conns in
+// ServerStats.HubClosed and log the first, at error level through grpclog,
+// with the way out: stop the server and serve again with options on a live
+// hub.
 func (c Config) ServerOption(inner credentials.TransportCredentials) grpc.ServerOption {
 	return grpc.Creds(c.Credentials(inner))
 }
 
 // ServerOptions returns ServerOption(inner) and, when ServerKeepalive is
 // set, grpc.KeepaliveParams with it: one value sets both grpc-go's
-// keepalive and the TCP_USER_TIMEOUT of the hub conns. It fails for a
-// timeout out of TCP_USER_TIMEOUT's range.
+// keepalive and the TCP_USER_TIMEOUT of the hub conns. It checks the
+// server side only: it fails for a negative duration in ServerKeepalive or
+// UserTimeout and for a timeout out of TCP_USER_TIMEOUT's range (1ms to
+// about 24.8 days); ClientKeepalive and DialTimeout are not read.
 func (c Config) ServerOptions(inner credentials.TransportCredentials) ([]grpc.ServerOption, error) {
-	if err := c.validate(); err != nil {
+	if err := c.validateServer(); err != nil {
 		return nil, err
 	}
 	opts := []grpc.ServerOption{c.ServerOption(inner)}
@@ -305,9 +298,10 @@ func (c Config) ServerOptions(inner credentials.TransportCredentials) ([]grpc.Se
 
 // Listen announces on the local address like net.Listen ("tcp", "tcp4",
 // "tcp6", "unix"); accepted conns are *Conn values on the hub. It works with
-// or without ServerOption.
+// or without ServerOption. It fails for a server-side duration that
+// ServerOptions refuses; the client side is not read.
 func (c Config) Listen(network, address string) (net.Listener, error) {
-	if err := c.validate(); err != nil {
+	if err := c.validateServer(); err != nil {
 		return nil, err
 	}
 	if c.unsupported() {
@@ -329,19 +323,14 @@ type listener struct {
 	cfg Config
 }
 
-// Accept returns the next conn as a *Conn. A conn whose socket options
-// cannot be set is closed and skipped: an error here would stop
-// grpc.Server.Serve, which retries only temporary ones.
+// Accept returns the next conn as a *Conn. Its socket options are
+// best-effort (see SockoptStats): a conn is never dropped for one.
 func (l *listener) Accept() (net.Conn, error) {
-	for {
-		hc, err := l.Listener.AcceptHub()
-		if err != nil {
-			return nil, err
-		}
-		if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
-			return c, nil
-		}
+	hc, err := l.Listener.AcceptHub()
+	if err != nil {
+		return nil, err
 	}
+	return l.cfg.wrap(hc, l.cfg.serverUserTimeout(), true), nil
 }
 
 // DialOption returns grpc.WithContextDialer with a dialer that connects on
@@ -352,18 +341,24 @@ func (l *listener) Accept() (net.Conn, error) {
 // proxy the environment names, as grpc-go's own dialer does (see the
 // package doc and NoProxy).
 //
-// It panics if the Config fails validation (see DialOptions).
+// DialOption reads only the client side of the Config (UserTimeout,
+// ClientKeepalive, DialTimeout) and never panics: where DialOptions would
+// refuse a value, it drops a negative duration (a negative DialTimeout
+// means none) or clamps a user timeout into TCP_USER_TIMEOUT's range, and
+// logs a warning naming the field, as grpc.WithKeepaliveParams does with a
+// too small Time.
 func (c Config) DialOption() grpc.DialOption {
-	c.mustValidate()
-	return grpc.WithContextDialer(c.Dial)
+	return grpc.WithContextDialer(c.forClient().dial)
 }
 
 // DialOptions returns DialOption() and, when ClientKeepalive is set,
 // grpc.WithKeepaliveParams with it: one value sets both grpc-go's keepalive
-// and the TCP_USER_TIMEOUT of the dialed conns. It fails for a timeout out
-// of TCP_USER_TIMEOUT's range.
+// and the TCP_USER_TIMEOUT of the dialed conns. It checks the client side
+// only: it fails for a negative duration in ClientKeepalive, DialTimeout or
+// UserTimeout and for a timeout out of TCP_USER_TIMEOUT's range;
+// ServerKeepalive is not read.
 func (c Config) DialOptions() ([]grpc.DialOption, error) {
-	if err := c.validate(); err != nil {
+	if err := c.validateClient(); err != nil {
 		return nil, err
 	}
 	opts := []grpc.DialOption{c.DialOption()}
@@ -374,8 +369,18 @@ func (c Config) DialOptions() ([]grpc.DialOption, error) {
 }
 
 // Dial connects to a grpc-go dialer address (see DialOption), through the
-// proxy the environment names for it, if any.
+// proxy the environment names for it, if any. It fails, before dialing,
+// for a client-side duration that DialOptions refuses.
 func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	if err := c.validateClient(); err != nil {
+		return nil, err
+	}
+	return c.dial(ctx, addr)
+}
+
+// dial is Dial for a Config whose client side is known to be valid
+// (DialOption's, fixed by forClient once): it checks nothing.
+func (c Config) dial(ctx context.Context, addr string) (net.Conn, error) {
 	network, address := ParseTarget(addr)
 	return c.dialProxied(ctx, network, address, c.dialDirect)
 }
@@ -384,18 +389,16 @@ func (c Config) Dial(ctx context.Context, addr string) (net.Conn, error) {
 func (c Config) dialDirect(ctx context.Context, network, address string) (net.Conn, error) {
 	if c.unsupported() {
 		d := net.Dialer{Timeout: c.DialTimeout, Resolver: c.resolver}
+		d.SetMultipathTCP(c.MultipathTCP)
 		return d.DialContext(ctx, network, address)
 	}
 	d := transport.Dialer{Hub: c.pickHub(), Timeout: c.DialTimeout, Resolver: c.resolver}
+	d.SetMultipathTCP(c.MultipathTCP)
 	hc, err := d.DialHub(ctx, network, address)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.wrap(hc, c.clientUserTimeout())
-	if err != nil {
-		return nil, err // not a typed nil in a net.Conn
-	}
-	return conn, nil
+	return c.wrap(hc, c.clientUserTimeout(), false), nil
 }
 
 // ParseTarget splits an address given to a grpc-go custom dialer into a

@@ -140,10 +140,10 @@ func (f *timeoutFixture) checkSilentConns(t *testing.T) {
 	var slowest time.Duration
 	for i := range silentConns * len(silentKinds) {
 		kind := silentKinds[i%len(silentKinds)]
-		// The clock starts before Dial: the server's timeout starts when it
-		// accepts, which can come before this goroutine sees Dial return on
-		// a loaded machine, so a clock started after Dial could read a
-		// correct close as early.
+		// The server's timeout starts when it accepts the conn: after the
+		// dial began, and on a loaded machine possibly well before Dial
+		// returns here. Timing from before the dial, the conn can never
+		// seem to be closed early.
 		start := time.Now()
 		conn, err := net.Dial("tcp", f.addr)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync/atomic"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,23 +14,22 @@ import (
 
 // Credentials returns the transport credentials behind Config.ServerOption,
 // for servers that build their options themselves (or combine credentials).
-// It panics if the Config fails validation (see ServerOptions).
+// Like ServerOption, it never panics: a server-side duration ServerOptions
+// would refuse is dropped or clamped, with a warning naming the field.
 func (c Config) Credentials(inner credentials.TransportCredentials) credentials.TransportCredentials {
-	c.mustValidate()
+	c = c.forServer()
 	if inner == nil {
 		inner = insecure.NewCredentials()
 	}
-	return &creds{cfg: c, inner: inner, warned: new(atomic.Bool), warnedOff: new(atomic.Bool)}
+	return &creds{cfg: c, inner: inner, logged: new(logOnce)}
 }
 
 // creds moves accepted conns onto a hub, then hands them to inner.
 type creds struct {
 	cfg   Config
 	inner credentials.TransportCredentials
-	// warned is set once the closed hub has been logged, warnedOff once a
-	// conn left off the hub has; shared by clones, so a server logs each
-	// once however grpc-go copies its credentials.
-	warned, warnedOff *atomic.Bool
+	// logged is shared by clones (see logOnce).
+	logged *logOnce
 }
 
 // ClientHandshake is inner's: these credentials move server conns only.
@@ -58,7 +56,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if c.cfg.unsupported() {
 		return c.inner.ServerHandshake(raw)
 	}
-	serverStats.handshakes.Add(1)
+	c.count(cHandshakes)
 	if c.cfg.owns(raw) {
 		// Accepted by Listen on this hub (maybe behind a wrapper, such as
 		// testutil's fault injector, which must stay in the path):
@@ -71,7 +69,7 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	}
 	wrapped := sock != raw
 	if wrapped {
-		serverStats.unwrapped.Add(1)
+		c.count(cUnwrapped)
 		if hc := hubConn(sock); hc != nil && c.cfg.ownsHub(hc.Hub()) {
 			// A Listen conn of this hub behind a limiting wrapper: read it
 			// directly, close it through the wrapper. grpc-go's deadlines
@@ -88,14 +86,11 @@ func (c *creds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, e
 	if err != nil {
 		err = fmt.Errorf("grpcopt: moving the accepted conn onto the hub: %w", err)
 		if h.Err() != nil {
-			c.logHubClosed(err)
+			c.hubClosed(err)
 		}
 		return nil, nil, err
 	}
-	hc, err := c.cfg.wrap(moved, c.cfg.serverUserTimeout())
-	if err != nil {
-		return nil, nil, err
-	}
+	hc := c.cfg.wrap(moved, c.cfg.serverUserTimeout(), true)
 	if wrapped {
 		hc.outer = raw
 	}
@@ -168,7 +163,7 @@ func (c *creds) Info() credentials.ProtocolInfo { return c.inner.Info() }
 
 // Clone clones inner too; the clone shares the once-only warnings.
 func (c *creds) Clone() credentials.TransportCredentials {
-	return &creds{cfg: c.cfg, inner: c.inner.Clone(), warned: c.warned, warnedOff: c.warnedOff}
+	return &creds{cfg: c.cfg, inner: c.inner.Clone(), logged: c.logged}
 }
 
 // OverrideServerName is inner's.

@@ -16,13 +16,19 @@
 // ServerOption looks through listener wrappers that only act around Close
 // or socket options (etcd's and netutil.LimitListener's conns) and never
 // through one that changes the byte stream; a conn left off the hub is
-// counted in ReadServerStats().OffHub and logged once per server, or
-// refused with Config.RequireHub. Hub.Stats().Registered counts the conns
-// that are on a hub. It recognises such a wrapper by reflection (one
-// embedded conn, no Read, Write or deadline setter of its own), or, for a
-// wrapper that reflection cannot judge, because the wrapper says so by
-// implementing Bypassable (BypassConn returns the conn whose Read, Write
+// counted in ServerStats.OffHub and logged once per server, or refused with
+// Config.RequireHub (counted in ServerStats.Refused, the first logged at
+// error level). It recognises a wrapper it may look through by reflection
+// (one embedded conn, no Read, Write or deadline setter of its own), or,
+// for a wrapper that reflection cannot judge, because the wrapper says so
+// by implementing Bypassable (BypassConn returns the conn whose Read, Write
 // and deadlines it passes through unchanged).
+//
+// To see that a server's conns are on the hub: Hub.Stats().Conns counts
+// the conns a hub holds now (Registered counts its listeners too), and
+// ServerStats counts what the credentials did with each conn, for the
+// whole process (ReadServerStats) or for the servers of one Config
+// (Config.Stats).
 //
 // # What grpc-go and package net do only for their own conn types
 //
@@ -34,7 +40,12 @@
 //     2 h, and the client's when its keepalive Time is not infinite): set
 //     on every TCP hub conn from Config.ServerKeepalive (20 s when nil) and
 //     Config.ClientKeepalive (none when nil), or Config.UserTimeout. Out of
-//     range values fail ServerOptions, DialOptions and Listen.
+//     range and negative values fail the side that reads them
+//     (ServerOptions and Listen, or DialOptions), and are clamped or
+//     dropped with a warning by ServerOption, Credentials and DialOption.
+//     Keepalive set the grpc-go way instead (grpc.KeepaliveParams,
+//     grpc.WithKeepaliveParams) reaches grpc-go only: hub server conns
+//     then get 20 s, hub client conns none (see the README).
 //   - The non-pinning read path (grpc-go readyreader, ReadOnReady, which
 //     holds no buffer on an idle conn): *Conn implements ReadOnReady, also
 //     while ServerOption watches the connection timeout. A conn behind TLS

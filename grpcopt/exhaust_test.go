@@ -183,7 +183,8 @@ func grpcExhaustChild() error {
 // grpc-go's default logger, a server whose ServerOption hub is closed while
 // it serves a standard listener: each conn fails its handshake, and the
 // cause is logged once at error level (grpc-go logs the handshake failure
-// itself at info level only, which is off by default).
+// itself at info level only, which is off by default), with how to
+// recover, and every such conn is counted in ServerStats.HubClosed.
 func TestClosedHubIsLoggedOnceAtErrorLevel(t *testing.T) {
 	out := inChild(t, "HUBIO_GRPC_CLOSEDHUB_CHILD", closedHubChild,
 		"GRPC_GO_LOG_SEVERITY_LEVEL=", "GRPC_GO_LOG_VERBOSITY_LEVEL=")
@@ -200,8 +201,10 @@ func TestClosedHubIsLoggedOnceAtErrorLevel(t *testing.T) {
 	if n != 1 {
 		t.Errorf("the child logged the closed hub %d times at error level, want once (three conns failed):\n%s", n, out)
 	}
-	if !strings.Contains(string(out), "stop servers before closing their hub") {
-		t.Errorf("the log does not say what to do:\n%s", out)
+	for _, want := range []string{"stop it (grpc.Server.Stop", "serve again with options on a live hub", "ServerStats.HubClosed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log does not say %q:\n%s", want, out)
+		}
 	}
 }
 
@@ -214,11 +217,18 @@ func closedHubChild() error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpcopt.ServerOption(h, nil))
+	st := new(grpcopt.ServerCounters)
+	srv := grpc.NewServer(grpcopt.Config{Hub: h, Stats: st}.ServerOption(nil))
 	testutil.RegisterEchoServer(srv, nil)
 	go srv.Serve(lis)
 	defer srv.Stop()
 	h.Close()
+	defer func() {
+		if s := st.Read(); s.HubClosed < 3 || s.HubClosed != s.Handshakes {
+			fmt.Printf("child: server stats %+v: want every handshake (at least 3) counted in HubClosed\n", s)
+			os.Exit(1)
+		}
+	}()
 	for range 3 {
 		cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {

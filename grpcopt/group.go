@@ -47,10 +47,10 @@ type groupListener struct {
 	closed bool
 }
 
-// Accept returns the next conn as a *Conn on the hub the group picks. A
-// conn whose socket options cannot be set, or whose picked hub closed the
-// moment it was accepted, is closed and skipped: an error here would stop
-// grpc.Server.Serve, which retries only temporary ones.
+// Accept returns the next conn as a *Conn on the hub the group picks. Its
+// socket options are best-effort (see SockoptStats); a conn whose picked hub
+// closed the moment it was accepted is closed and skipped: an error here
+// would stop grpc.Server.Serve, which retries only temporary ones.
 func (l *groupListener) Accept() (net.Conn, error) {
 	for {
 		l.mu.Lock()
@@ -61,10 +61,7 @@ func (l *groupListener) Accept() (net.Conn, error) {
 		}
 		hc, err := cur.AcceptHubOn(l.cfg.pickHub)
 		if err == nil {
-			if c, err := l.cfg.wrap(hc, l.cfg.serverUserTimeout()); err == nil {
-				return c, nil
-			}
-			continue
+			return l.cfg.wrap(hc, l.cfg.serverUserTimeout(), true), nil
 		}
 		if !errors.Is(err, net.ErrClosed) {
 			return nil, err

@@ -48,6 +48,14 @@ import (
 //     set) and waits on: for stop (grpc-go closed the conn it was handed)
 //     or for sock's close. On sock's close it closes the hub conn.
 //
+// The state stays phaseRunning, unwatched, when sock is a conn of a hub that
+// has closed (a group hub; the credentials moved its socket to a live one):
+// its RawConn.Read fails at once with the hub's close error, which reports
+// neither sock's deadline nor its close, so the watcher leaves without
+// failing the phase (sockHubClosed) and stop alone ends it. Such a conn
+// goes without the connection timeout: grpc-go's deadline went to the
+// closed hub's registration.
+//
 // quit is set once, by stop under mu, and read by the watcher; done is
 // closed by the watcher when it returns. mu, the guard's only lock, is
 // taken by stop and by the watcher.
@@ -133,6 +141,15 @@ func newGuard(raw, sock net.Conn, hc *Conn, keepRaw bool) *guard {
 func (g *guard) watchRaw(rc syscall.RawConn) {
 	defer close(g.done)
 	err := rc.Read(func(uintptr) bool { return g.state.Load() != phaseRunning })
+	if sockHubClosed(g.sock, err) {
+		// sock is a conn of a hub that has closed (a group hub: the
+		// credentials moved its socket to a live one). Its RawConn.Read
+		// fails at once and can report neither raw's deadline nor raw's
+		// close; that is not grpc-go closing raw. Leave the phase
+		// running, unwatched, as newGuard does for a sock without a
+		// RawConn: stop still ends it, and the conn is served.
+		return
+	}
 	if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
 		return // the phase ended first: the conn is grpc-go's now
 	}
@@ -153,6 +170,14 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 		}
 	}
 	g.hc.Conn.Close()
+}
+
+// sockHubClosed reports whether err, from a RawConn.Read on sock, is the
+// close error of sock's hub rather than a sign that sock itself was closed
+// (which fails the Read with net.ErrClosed, not the hub's error).
+func sockHubClosed(sock net.Conn, err error) bool {
+	h := hubOf(sock)
+	return err != nil && h != nil && h.Err() != nil && errors.Is(err, h.Err())
 }
 
 // stop ends the phase, unless the watcher has already failed it, and ends

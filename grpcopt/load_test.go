@@ -94,21 +94,27 @@ func TestThousandConcurrentStreamsOnOneConn(t *testing.T) {
 	}
 }
 
-// TestManyConcurrentUnaryRPCs runs 64 goroutines of 2,000 unary echo RPCs
-// each (200 each with -short) over one client conn to a server on a hub;
-// every RPC must succeed and echo its own payload.
+// TestManyConcurrentUnaryRPCs runs 64 goroutines of unary echo RPCs over
+// one client conn to a server on a hub: 2,000 each, 300 under the race
+// detector (which makes each RPC several times dearer), 200 with -short.
+// Every RPC must succeed and echo its own payload. Each RPC has its own
+// deadline, generous for one echo on a loaded machine (a lost wakeup
+// leaves an RPC waiting until it), rather than the whole run a budget that
+// only a fast enough machine meets.
 func TestManyConcurrentUnaryRPCs(t *testing.T) {
 	const goroutines = 64
+	const rpcTimeout = 30 * time.Second
 	perGoroutine := 2000
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		perGoroutine = 200
+	case raceEnabled:
+		perGoroutine = 300
 	}
 	serverHub, clientHub := hubtest.NewHubUnchecked(t), hubtest.NewHubUnchecked(t)
 	_, addr := startEcho(t, listenOptServer, serverHub)
 	var dials atomic.Int64
 	c := testutil.NewEchoClient(dial(t, addr, nil, nil, countingDialer(clientHub, &dials)))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -119,7 +125,9 @@ func TestManyConcurrentUnaryRPCs(t *testing.T) {
 			defer wg.Done()
 			for i := range perGoroutine {
 				msg := fmt.Appendf(nil, "%d/%d", g, i)
+				ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 				got, err := c.Unary(ctx, msg)
+				cancel()
 				if err == nil && string(got) != string(msg) {
 					err = fmt.Errorf("reply %q, want %q", got, msg)
 				}
@@ -127,9 +135,7 @@ func TestManyConcurrentUnaryRPCs(t *testing.T) {
 					if failed.Add(1) <= 5 {
 						t.Errorf("goroutine %d, RPC %d: %v", g, i, err)
 					}
-					if ctx.Err() != nil {
-						return
-					}
+					return // one failure is enough; the others would wait too
 				}
 			}
 		}()
@@ -138,7 +144,7 @@ func TestManyConcurrentUnaryRPCs(t *testing.T) {
 	took := time.Since(start)
 	total := goroutines * perGoroutine
 	if n := failed.Load(); n > 0 {
-		t.Fatalf("%d of %d RPCs failed", n, total)
+		t.Fatalf("%d of %d goroutines had an RPC fail", n, goroutines)
 	}
 	if d := dials.Load(); d != 1 {
 		t.Errorf("client dialed %d times, want 1", d)

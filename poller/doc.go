@@ -36,6 +36,14 @@
 // one poll harvests a batch of events and the wake is shared
 // (docs/poller.md, and the README's micro-benchmark section).
 //
+// # Counters
+//
+// Stats answers "how many conns does this hub hold" with Conns: fds given
+// to Register, not the listening sockets given to RegisterListener (as
+// package transport registers its listeners), which Registered counts too.
+// Events counts readiness events handed to waiters, not requests: a conn
+// that many callers share carries several RPCs per event.
+//
 // # Files
 //
 // hub.go holds the hub's lifecycle (New, Default, Close, Done, Err) and

@@ -47,8 +47,13 @@ func (h *Hub) DispatchForTest(fd int, gen uint32, read, write bool) error {
 // Gen returns the registration's generation.
 func (r *Registration) Gen() uint32 { return r.gen }
 
-// Pending reports whether direction m holds a readiness token.
-func (r *Registration) Pending(m Mode) bool { return len(r.dirs[m].token) > 0 }
+// Pending reports whether direction m has a readiness that its next Wait
+// would return for at once: counted since the last Prepare or Wait, or a
+// token. Call it from the direction's owner.
+func (r *Registration) Pending(m Mode) bool {
+	d := &r.dirs[m]
+	return d.seq.Load() != d.seen || len(d.token) > 0
+}
 
 // OptionsForTest returns how h waits and how many events one wait may
 // harvest, as its options set them.

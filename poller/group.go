@@ -15,8 +15,9 @@ type Balance int
 
 const (
 	// LeastRegistered (the default) picks the live hub with the fewest
-	// registered fds, so that long-lived conns spread evenly however they
-	// come and go. Ties go round robin.
+	// registered conns (Stats.Conns: listening sockets are not load), so
+	// that long-lived conns spread evenly however they come and go. Ties
+	// go round robin.
 	LeastRegistered Balance = iota
 	// RoundRobin picks the live hubs in turn, ignoring their load.
 	RoundRobin
@@ -159,7 +160,7 @@ func (g *Group) Next() *Hub {
 		if h.closing.Load() {
 			continue
 		}
-		if r := h.registered.Load(); best == nil || r < least {
+		if r := h.conns.Load(); best == nil || r < least {
 			best, least = h, r
 		}
 	}
@@ -195,6 +196,7 @@ func (g *Group) Stats() GroupStats {
 		t.Callbacks += st.Callbacks
 		t.Timers += st.Timers
 		t.Registered += st.Registered
+		t.Conns += st.Conns
 	}
 	return s
 }
@@ -202,21 +204,35 @@ func (g *Group) Stats() GroupStats {
 // Close closes every hub of the group, as Hub.Close does, one after the
 // other, and returns once all their goroutines have exited (those that were
 // not the caller's: a callback may close its own group). A hub already
-// closed by its own Hub.Close is allowed and skipped; a hub that stopped on
-// its own (a callback's runtime.Goexit, a failing poll) makes Close return
-// the error that stopped it, as a first Hub.Close does. Close returns the
-// first such error, after closing the other hubs all the same. A second
-// Close returns at once, without waiting for the first, with an error
-// matching net.ErrClosed.
+// closed by its own Hub.Close is allowed, and waited for all the same: if
+// that Close came from one of its callbacks still running, the hub stops
+// when the callback returns, and Close returns after that. A hub that
+// stopped on its own (a callback's runtime.Goexit, a failing poll) makes
+// Close return the error that stopped it, as a first Hub.Close does. Close
+// returns the first such error, after closing the other hubs all the same.
+// A second Close returns at once, without waiting for the first, with an
+// error matching net.ErrClosed.
 func (g *Group) Close() error {
 	if !g.closed.CompareAndSwap(false, true) {
 		return errGroupClosedTwice
 	}
 	var first error
+	var closing []*Hub // closed before: their Close did not wait
 	for _, h := range g.hubs {
-		if err := h.Close(); err != nil && !errors.Is(err, errClosedTwice) && first == nil {
+		err := h.Close()
+		if errors.Is(err, errClosedTwice) {
+			closing = append(closing, h)
+			continue
+		}
+		if err != nil && first == nil {
 			first = err
 		}
+	}
+	// Wait once every hub has been told to close, so that a hub still in
+	// the callback that closed it does not hold up closing the others; a
+	// hub whose callback is the caller is not waited for (waitStopped).
+	for _, h := range closing {
+		h.waitStopped()
 	}
 	return first
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,6 +247,53 @@ func TestGroupCloseFromACallbackOfItsOwnHub(t *testing.T) {
 	}
 }
 
+// TestGroupCloseWaitsForAHubClosingFromItsCallback: a hub whose own Close
+// was called from its callback, which is still running, stops only when the
+// callback returns; Group.Close, called from another goroutine meanwhile,
+// returns only after that, as its doc promises (all the hubs' goroutines
+// have exited).
+func TestGroupCloseWaitsForAHubClosingFromItsCallback(t *testing.T) {
+	g, err := poller.NewGroup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hubs := g.Hubs()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(func() {
+		free()
+		<-hubs[0].Done()
+	})
+	if err := hubs[0].Schedule(func() {
+		hubs[0].Close() // from its own callback: returns at once
+		close(entered)
+		<-release
+	}); err != nil {
+		t.Fatal(err)
+	}
+	within(t, 5*time.Second, entered, "the callback closing its hub")
+	returned := make(chan error, 1)
+	go func() { returned <- g.Close() }()
+	// Group.Close has passed hub 0 (closed twice: an error it filters out)
+	// once hub 1, closed after it, has stopped.
+	within(t, 5*time.Second, hubs[1].Done(), "hub 1 stops")
+	select {
+	case err := <-returned:
+		t.Fatalf("Group.Close returned (%v) while hub 0's callback still ran", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	free()
+	if err := within(t, 5*time.Second, returned, "Group.Close once the callback has returned"); err != nil {
+		t.Errorf("Group.Close: %v, want nil", err)
+	}
+	select {
+	case <-hubs[0].Done():
+	default:
+		t.Error("Group.Close returned before hub 0's goroutine exited")
+	}
+}
+
 func TestNewGroupRefusesNoHubs(t *testing.T) {
 	if _, err := poller.NewGroup(0); err == nil {
 		t.Fatal("NewGroup(0) succeeded")
@@ -326,5 +374,47 @@ func TestGroupCloseReportsAHubThatStoppedOnItsOwn(t *testing.T) {
 	}
 	for i, h := range hubs {
 		within(t, 5*time.Second, h.Done(), fmt.Sprintf("hub %d's goroutine exits", i))
+	}
+}
+
+// TestGroupStatsSumConns: GroupStats.Total.Conns is the sum of its hubs'.
+func TestGroupStatsSumConns(t *testing.T) {
+	g := newGroup(t, 2)
+	for i, h := range g.Hubs() {
+		for range i + 1 {
+			r, _ := pipe(t)
+			if _, err := h.Register(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, _ := pipe(t)
+		if _, err := h.RegisterListener(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := g.Stats()
+	if s.Hubs[0].Conns != 1 || s.Hubs[1].Conns != 2 || s.Total.Conns != 3 || s.Total.Registered != 5 {
+		t.Fatalf("conns per hub %d, %d, total %d (registered %d); want 1, 2, 3 (5)",
+			s.Hubs[0].Conns, s.Hubs[1].Conns, s.Total.Conns, s.Total.Registered)
+	}
+}
+
+// TestGroupLeastRegisteredDoesNotCountListeners: a hub's listening sockets
+// are not load, so a group whose listener sits on hub 0 still spreads its
+// conns evenly.
+func TestGroupLeastRegisteredDoesNotCountListeners(t *testing.T) {
+	g := newGroup(t, 2)
+	lr, _ := pipe(t)
+	lis, err := g.Hubs()[0].RegisterListener(lr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lis.Deregister)
+	for range 6 {
+		registerOnNext(t, g)
+	}
+	s := g.Stats()
+	if s.Hubs[0].Conns != 3 || s.Hubs[1].Conns != 3 {
+		t.Fatalf("conns per hub %d, %d with a listener on hub 0; want 3, 3", s.Hubs[0].Conns, s.Hubs[1].Conns)
 	}
 }

@@ -29,7 +29,7 @@ var errClosedTwice = fmt.Errorf("poller: hub already closed: %w", net.ErrClosed)
 var errGoexit = fmt.Errorf("poller: hub stopped: a callback called runtime.Goexit: %w", net.ErrClosed)
 
 // Stats are a hub's counters since New. All are cumulative except
-// Registered.
+// Registered and Conns.
 type Stats struct {
 	Iterations uint64 // loop iterations: epoll_wait calls by the hub goroutine
 	Events     uint64 // readiness events delivered to registered fds
@@ -37,7 +37,14 @@ type Stats struct {
 	Writes     uint64 // signals that wrote to the eventfd (the rest coalesced)
 	Callbacks  uint64 // Schedule callbacks run
 	Timers     uint64 // timer callbacks run (AfterFunc and deadlines)
-	Registered int64  // fds registered now
+	Registered int64  // fds registered now: conns and listeners
+	// Conns is the number of conns registered now: Registered less the
+	// listening sockets (those registered with RegisterListener, as
+	// package transport registers its listeners). It answers "how many
+	// conns does this hub hold": a server whose conns are on the hub shows
+	// one per connected client (a client dialing on the same hub adds its
+	// own), an idle one 0.
+	Conns int64
 }
 
 // Hub is an event loop: one goroutine that owns an epoll set, a wakeup
@@ -123,6 +130,7 @@ type Hub struct {
 	callbacks  atomic.Uint64
 	timersRun  atomic.Uint64
 	registered atomic.Int64
+	conns      atomic.Int64 // registered less listeners; as registered
 
 	obs observing // telemetry hooks; see observer.go
 }
@@ -317,6 +325,7 @@ func (h *Hub) Stats() Stats {
 		Callbacks:  h.callbacks.Load(),
 		Timers:     h.timersRun.Load(),
 		Registered: h.registered.Load(),
+		Conns:      h.conns.Load(),
 	}
 	if h.wake != nil {
 		ws := h.wake.Stats()
@@ -337,7 +346,7 @@ func (h *Hub) shutdown() {
 	h.regMu.Unlock()
 	for _, r := range regs {
 		if r != nil {
-			h.registered.Add(-1) // it left regs, as in Deregister
+			h.unregistered(r) // it left regs, as in Deregister
 			r.closeByHub()
 		}
 	}

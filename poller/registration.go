@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/cpu"
 )
 
 // Mode is the direction a waiter waits for.
@@ -30,15 +32,20 @@ const (
 //
 // Protocol per direction (as internal/poll's pollDesc): Prepare, then the
 // syscall, then on EAGAIN Wait, then loop. A readiness that arrives between
-// Prepare and Wait is kept in a one-slot token, so it is never lost; Prepare
-// drops tokens from before the syscall. Only one goroutine may wait in a
-// direction at a time (the owner serialises its reads and its writes).
+// Prepare and Wait is never lost: the hub counts it (direction.seq) and Wait
+// returns at once when the count moved since Prepare or the last Wait;
+// Prepare ignores readiness from before the syscall. Only one goroutine may
+// wait in a direction at a time (the owner serialises its reads and its
+// writes).
 //
 // A Registration holds no reference to its owner (see Register).
 type Registration struct {
 	hub *Hub   // immutable
 	fd  int    // immutable
 	gen uint32 // immutable after Register: stale events carry another value
+	// listener is immutable: registered by RegisterListener, so not
+	// counted in Stats.Conns.
+	listener bool
 
 	// state is stateOpen until Deregister or the hub's shutdown changes it,
 	// once (CAS).
@@ -51,10 +58,37 @@ type Registration struct {
 }
 
 // direction is one waiter slot of a Registration.
+//
+// Hand-off without a lost wake-up: the hub bumps seq, then sends a token
+// only if waiting is set; the waiter sets waiting, then parks only if seq
+// has not moved since seen. Both pairs are sequentially consistent atomics,
+// so either the waiter sees the new seq or the hub sees waiting (or both:
+// then a stale token is left, and the next Wait returns once, spuriously,
+// which Wait's contract allows; Prepare drops it). So a direction nobody
+// waits on costs the hub one atomic add per event, not a channel send that
+// its owner must drain again before every syscall: with edge-triggered
+// epoll every read event also reports EPOLLOUT on a writable socket, which
+// used to leave a write token per event.
 type direction struct {
-	// token holds one readiness notification. Sent (non-blocking) by the
-	// hub goroutine, deadline timers and Close; received by the waiter.
-	// The channel is immutable after Register.
+	// The hub writes seq on every event, and the waiter writes waiting and
+	// seen on every Prepare and Wait: the pads keep seq on a cache line of
+	// its own, so that neither side's writes evict the other's line (and
+	// the two directions' lines apart).
+	_ cpu.CacheLinePad
+	// seq counts the readiness events the hub delivered in this direction.
+	// Added to by the hub goroutine only (ready); loaded by the waiter.
+	seq atomic.Uint32
+	_   cpu.CacheLinePad
+	// waiting is set by the waiter from just before it checks seq in Wait
+	// until it has woken; the hub sends a token only while it is set.
+	waiting atomic.Bool
+	// seen is the seq the waiter last accounted for (Prepare, Wait). The
+	// owner's goroutine only (serialised by the owner's lock).
+	seen uint32
+	// token holds one wake-up. Sent (non-blocking) by the hub goroutine
+	// while waiting is set, and unconditionally by deadline timers,
+	// Deregister and the hub's close; received by the waiter. The channel
+	// is immutable after Register.
 	token chan struct{}
 	// deadline is the hub-clock time at which waits fail, 0 for none.
 	// Written under hub.tm.mu; read by the waiter without a lock.
@@ -79,7 +113,17 @@ type direction struct {
 // the fd. Keep it so: a callback or timer that captures the owner makes the
 // hub keep it alive.
 func (h *Hub) Register(fd int) (*Registration, error) {
-	r := &Registration{hub: h, fd: fd}
+	return h.register(fd, false)
+}
+
+// RegisterListener is Register for a listening socket: the fd counts in
+// Stats.Registered but not in Stats.Conns. Everything else is as Register.
+func (h *Hub) RegisterListener(fd int) (*Registration, error) {
+	return h.register(fd, true)
+}
+
+func (h *Hub) register(fd int, listener bool) (*Registration, error) {
+	r := &Registration{hub: h, fd: fd, listener: listener}
 	for m := range r.dirs {
 		d := &r.dirs[m]
 		d.token = make(chan struct{}, 1)
@@ -110,6 +154,9 @@ func (h *Hub) Register(fd int) (*Registration, error) {
 	}
 	h.regs[fd] = r
 	h.registered.Add(1)
+	if !listener {
+		h.conns.Add(1)
+	}
 	h.regMu.Unlock()
 	return r, nil
 }
@@ -145,10 +192,19 @@ func (r *Registration) Deregister() {
 	if r.fd < len(h.regs) && h.regs[r.fd] == r {
 		h.regs[r.fd] = nil
 		h.p.del(r.fd) // under regMu: the poll fd is still open
-		h.registered.Add(-1)
+		h.unregistered(r)
 	}
 	h.regMu.Unlock()
 	r.wakeAll()
+}
+
+// unregistered takes r, which has just left the registration table, off
+// the counts.
+func (h *Hub) unregistered(r *Registration) {
+	h.registered.Add(-1)
+	if !r.listener {
+		h.conns.Add(-1)
+	}
 }
 
 // closeByHub marks the registration closed by its hub's shutdown and wakes
@@ -180,10 +236,19 @@ func (r *Registration) deliver(read, write bool) {
 	}
 	r.hub.obs.delivering(r, read, write)
 	if read {
-		r.dirs[Read].wake()
+		r.dirs[Read].ready()
 	}
 	if write {
-		r.dirs[Write].wake()
+		r.dirs[Write].ready()
+	}
+}
+
+// ready counts a readiness event and wakes the waiter if one is in Wait
+// (see direction). Hub goroutine only.
+func (d *direction) ready() {
+	d.seq.Add(1)
+	if d.waiting.Load() {
+		d.wake()
 	}
 }
 
@@ -215,6 +280,7 @@ func (r *Registration) err(m Mode) error {
 // Wait.
 func (r *Registration) Prepare(m Mode) error {
 	d := &r.dirs[m]
+	d.seen = d.seq.Load()
 	if len(d.token) > 0 {
 		select {
 		case <-d.token:
@@ -232,7 +298,17 @@ func (r *Registration) Wait(m Mode) error {
 	if err := r.err(m); err != nil {
 		return err
 	}
-	r.hub.obs.receive(&r.dirs[m]) // <-r.dirs[m].token, measured
+	d := &r.dirs[m]
+	d.waiting.Store(true)
+	if s := d.seq.Load(); s != d.seen {
+		// Ready since Prepare or the last Wait: retry without parking.
+		d.waiting.Store(false)
+		d.seen = s
+		return r.err(m)
+	}
+	r.hub.obs.receive(d) // <-d.token, measured
+	d.waiting.Store(false)
+	d.seen = d.seq.Load()
 	return r.err(m)
 }
 

@@ -266,3 +266,48 @@ func TestFullBatchesAreHarvestedAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestConnsCountsRegistrationsApartFromListeners: Stats.Conns counts the
+// fds given to Register, not those given to RegisterListener, while
+// Registered counts both; Deregister and Close take each off the count it
+// is in.
+func TestConnsCountsRegistrationsApartFromListeners(t *testing.T) {
+	h := hubtest.NewHub(t)
+	want := func(registered, conns int64) {
+		t.Helper()
+		if s := h.Stats(); s.Registered != registered || s.Conns != conns {
+			t.Fatalf("Registered %d, Conns %d; want %d, %d", s.Registered, s.Conns, registered, conns)
+		}
+	}
+	want(0, 0)
+	lr, _ := pipe(t)
+	l, err := h.RegisterListener(lr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(1, 0)
+	var conns []*poller.Registration
+	for range 2 {
+		r, _ := pipe(t)
+		reg, err := h.Register(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, reg)
+	}
+	want(3, 2)
+	l.Deregister()
+	l.Deregister() // idempotent: counted once
+	want(2, 2)
+	conns[0].Deregister()
+	want(1, 1)
+	lr2, _ := pipe(t)
+	if _, err := h.RegisterListener(lr2); err != nil {
+		t.Fatal(err)
+	}
+	want(2, 1)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want(0, 0)
+}

@@ -15,6 +15,9 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
@@ -75,6 +78,55 @@ func ExampleStartEcho() {
 			t.Fatalf("Recv = %q, %v", reply, err)
 		}
 	}
+}
+
+// Your own services, here grpc-go's generated health service, get the
+// harness's hub, faults and cleanup: register them with WithServices and
+// call them through e.ClientConn with their generated client. A reset
+// server conn fails the RPCs in flight with codes.Unavailable (assert the
+// code, not the message); the channel reconnects, and WaitForReady waits
+// for it.
+func ExampleWithServices() {
+	hs := health.NewServer()
+	e, err := testutil.NewEcho(
+		testutil.WithServices(func(s grpc.ServiceRegistrar) { healthpb.RegisterHealthServer(s, hs) }),
+		testutil.WithServerFaults(testutil.Faults{}),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer e.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	client := healthpb.NewHealthClient(e.ClientConn)
+	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("status:", resp.GetStatus())
+	fmt.Println("conns on the hub:", e.Hub.Stats().Conns) // the client's and the server's
+
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range e.ServerFaults.Conns() {
+		c.Reset()
+	}
+	_, err = watch.Recv()
+	fmt.Println("watch after a reset:", status.Code(err))
+	resp, err = client.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+	fmt.Println("check after reconnecting:", resp.GetStatus(), err)
+	// Output:
+	// status: SERVING
+	// conns on the hub: 2
+	// watch after a reset: Unavailable
+	// check after reconnecting: SERVING <nil>
 }
 
 // Faults on the server's conns: add latency to every reply, then reset the
@@ -276,9 +328,10 @@ func ExampleIgnoreDefaultHub() {
 }
 
 // To confirm that a server's conns are on the hub, give the server a hub
-// of its own and read its Stats while a client is connected: Registered
-// counts the server's conns (a standard listener is not on the hub). A
-// server whose conns stay on package net leaves it at 0.
+// of its own and read its Stats while a client is connected: Conns counts
+// the conns the hub holds, one per connected client (Registered would count
+// a grpcopt.Listen listener too). A server whose conns stay off the hub
+// leaves it at 0, and grpcopt.ReadServerStats().OffHub counts them.
 func ExampleRegisterEchoServer() {
 	srvHub, err := poller.New()
 	if err != nil {
@@ -304,6 +357,6 @@ func ExampleRegisterEchoServer() {
 	if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("x")); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("server conns on the hub:", srvHub.Stats().Registered)
+	fmt.Println("server conns on the hub:", srvHub.Stats().Conns)
 	// Output: server conns on the hub: 1
 }

@@ -309,6 +309,15 @@ func (c *FaultConn) HalfOpen() {
 // matching errors.ErrUnsupported and leaves the conn open. Every error it
 // returns is a *net.OpError with Op "reset", as package net reports a
 // socket's errors.
+//
+// That is what a test reading the peer's raw conn sees. Through gRPC,
+// assert the status code, not the message:
+// the RPCs in flight on the conn fail with codes.Unavailable, whose message
+// says "error reading from server: " and then EOF, "connection reset by
+// peer" or, when the client's own conn was reset, "use of closed network
+// connection", varying from run to run; the channel then reconnects, so an
+// RPC with grpc.WaitForReady(true) succeeds on a new conn (see
+// WithServices' example, and TestResetThroughGRPC).
 func (c *FaultConn) Reset() error {
 	l, ok := transport.Beneath[interface{ SetLinger(sec int) error }](c.conn)
 	if !ok || c.conn.LocalAddr() == nil || c.conn.LocalAddr().Network() != "tcp" {

@@ -16,8 +16,9 @@ import (
 	"github.com/hubio/hubio/poller"
 )
 
-// Echo is an echo service served on a hub and a client connected to it,
-// all in this process, on a loopback TCP address or a unix socket.
+// Echo is an echo service, and the services given with WithServices,
+// served on a hub and a client connected to it, all in this process, on a
+// loopback TCP address or a unix socket.
 //
 // Ownership: Echo owns Server, ClientConn, the listener and, when it
 // created it, Hub; Close (or, with StartEcho, the test's cleanup) releases
@@ -26,8 +27,9 @@ import (
 type Echo struct {
 	// Hub runs the server's and the client's conns and the faults' timers.
 	Hub *poller.Hub
-	// Server serves the echo service. Serve has started, so no other
-	// service can be registered on it.
+	// Server serves the echo service and the services given with
+	// WithServices. Serve has started, so no other service can be
+	// registered on it: give yours with WithServices.
 	Server *grpc.Server
 	// Addr is the listener's address: a *net.TCPAddr on 127.0.0.1 or a
 	// *net.UnixAddr in a temporary directory.
@@ -37,6 +39,8 @@ type Echo struct {
 	// DialOption, or ClientFaults.DialOption).
 	Target string
 	// ClientConn is the client's channel; it connects on the first RPC.
+	// Give it to the generated client of a service registered with
+	// WithServices (pb.NewGreeterClient(e.ClientConn)).
 	ClientConn *grpc.ClientConn
 	// Client calls the echo service over ClientConn.
 	Client *EchoClient
@@ -63,6 +67,7 @@ type echoConfig struct {
 	serverOpts   []grpc.ServerOption
 	dialOpts     []grpc.DialOption
 	srv          *EchoServer
+	register     []func(grpc.ServiceRegistrar)
 	wrap         func(net.Listener) net.Listener
 	serverFaults *Faults
 	clientFaults *Faults
@@ -92,6 +97,18 @@ func WithDialOptions(opts ...grpc.DialOption) EchoOption {
 	return func(c *echoConfig) { c.dialOpts = append(c.dialOpts, opts...) }
 }
 
+// WithServices registers the caller's own services on the harness's
+// server, beside the echo service, before it serves: register is called
+// once, from NewEcho, with Echo.Server, typically to call generated
+// registration functions (pb.RegisterGreeterServer(s, impl)). The services
+// then get everything the harness gives the echo service: the hub, the
+// faults of WithServerFaults and WithClientFaults, Echo.ClientConn to call
+// them through, and the cleanup and leak checks of StartEcho. Given more
+// than once, each register is called, in order.
+func WithServices(register func(s grpc.ServiceRegistrar)) EchoOption {
+	return func(c *echoConfig) { c.register = append(c.register, register) }
+}
+
 // WithEchoServer serves srv (its hooks observe or change the replies)
 // instead of a plain echo.
 func WithEchoServer(srv *EchoServer) EchoOption { return func(c *echoConfig) { c.srv = srv } }
@@ -115,7 +132,8 @@ func WithServerFaults(f Faults) EchoOption { return func(c *echoConfig) { c.serv
 // faults f, exposed as Echo.ClientFaults.
 func WithClientFaults(f Faults) EchoOption { return func(c *echoConfig) { c.clientFaults = &f } }
 
-// NewEcho starts an echo service on a hub and connects a client to it. The
+// NewEcho starts an echo service (and the services of WithServices) on a
+// hub and connects a client to it. The
 // server runs grpc.Server.Serve on a goroutine of its own until Close. The
 // caller must call Close; in tests, StartEcho does it for you.
 func NewEcho(opts ...EchoOption) (e *Echo, err error) {
@@ -171,6 +189,9 @@ func NewEcho(opts ...EchoOption) (e *Echo, err error) {
 	}
 	e.Server = grpc.NewServer(append(sopts, cfg.serverOpts...)...)
 	RegisterEchoServer(e.Server, cfg.srv)
+	for _, register := range cfg.register {
+		register(e.Server)
+	}
 	go func() { e.served <- e.Server.Serve(l) }()
 
 	dial := grpcopt.DialOption(e.Hub)

@@ -191,9 +191,10 @@ func (c *Conn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
 }
 
 // MultipathTCP reports whether the conn is using MPTCP, as
-// (*net.TCPConn).MultipathTCP does. Hub dialers never ask for MPTCP, but a
-// conn accepted from a listener package net created may use it (package
-// net listens with MPTCP by default where the kernel supports it).
+// (*net.TCPConn).MultipathTCP does: a conn dialed by a Dialer given
+// SetMultipathTCP(true), or accepted from an MPTCP client by a listener
+// package net created (package net listens with MPTCP by default where the
+// kernel supports it, and Listen listens through package net).
 func (c *Conn) MultipathTCP() (bool, error) {
 	using, err := c.fd.multipathTCP()
 	if err != nil {
@@ -332,7 +333,7 @@ func NewConnHub(h *poller.Hub, c net.Conn) (*Conn, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "adopt", Net: network, Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
-	fd, err := moveFD(h, c.(syscall.Conn))
+	fd, err := moveFD(h, c.(syscall.Conn), false)
 	if err != nil {
 		return nil, opErr(err)
 	}
@@ -363,9 +364,9 @@ func addrNetwork(a net.Addr) string {
 	return a.Network()
 }
 
-// moveFD registers a duplicate of a socket's fd with h; the original stays
-// its owner's.
-func moveFD(h *poller.Hub, sc syscall.Conn) (*netFD, error) {
+// moveFD registers a duplicate of a socket's fd with h (as a listener's,
+// see registerFD, if listener is set); the original stays its owner's.
+func moveFD(h *poller.Hub, sc syscall.Conn, listener bool) (*netFD, error) {
 	if err := h.Err(); err != nil {
 		return nil, err
 	}
@@ -373,5 +374,5 @@ func moveFD(h *poller.Hub, sc syscall.Conn) (*netFD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFD(h, s)
+	return registerFD(h, s, listener)
 }

@@ -40,7 +40,24 @@ type Dialer struct {
 	// zero means 300 ms, negative disables the race (the families are
 	// tried one after the other).
 	FallbackDelay time.Duration
+
+	// mptcp is set by SetMultipathTCP: TCP dials ask for Multipath TCP.
+	mptcp bool
 }
+
+// SetMultipathTCP directs TCP dials to use, or not use, Multipath TCP, as
+// net.Dialer.SetMultipathTCP does: where the kernel has no MPTCP, or the
+// MPTCP dial fails for any reason, the address is dialed again with plain
+// TCP. Unix dials ignore it. MPTCP sockets refuse some TCP options
+// (TCP_USER_TIMEOUT, on Linux up to at least 6.18): the options a dial
+// sets itself are best-effort, as package net's are (see
+// Conn.MultipathTCP).
+func (d *Dialer) SetMultipathTCP(use bool) { d.mptcp = use }
+
+// MultipathTCP reports whether TCP dials ask for MPTCP, as
+// net.Dialer.MultipathTCP does; it does not check whether the kernel has
+// it. It is false unless SetMultipathTCP(true) was called.
+func (d *Dialer) MultipathTCP() bool { return d.mptcp }
 
 // Dial is DialContext with context.Background().
 func (d *Dialer) Dial(network, address string) (net.Conn, error) {
@@ -271,7 +288,7 @@ func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw strin
 		ephemeral = false
 	}
 	for try := 0; ; try++ {
-		fd, err := dialFD(ctx, h, network, ra, d.LocalAddr, ka)
+		fd, err := d.dialSocket(ctx, h, network, netw, ra, ka)
 		retry := netw == "tcp" && ephemeral && try < 2
 		if err != nil {
 			if retry && errors.Is(err, syscall.EADDRNOTAVAIL) && ctx.Err() == nil {
@@ -290,6 +307,20 @@ func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw strin
 		}
 		return c, nil
 	}
+}
+
+// dialSocket is dialFD with MPTCP when the dialer asks for it, falling
+// back to plain TCP on any error, as package net's dialMPTCP does (the
+// kernel refusing the protocol, ENOPROTOOPT with net.mptcp.enabled=0, or
+// MPTCP blocked some other way), unless ctx has ended.
+func (d *Dialer) dialSocket(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAliveSettings) (*netFD, error) {
+	if d.mptcp && netw == "tcp" {
+		fd, err := dialFD(ctx, h, network, ra, d.LocalAddr, ka, true)
+		if err == nil || ctx.Err() != nil {
+			return fd, err
+		}
+	}
+	return dialFD(ctx, h, network, ra, d.LocalAddr, ka, false)
 }
 
 // selfConnected reports whether a TCP conn is connected to itself.

@@ -52,8 +52,19 @@ type netFD struct {
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
-func newFD(h *poller.Hub, sysfd int) (*netFD, error) {
-	reg, err := h.Register(sysfd)
+func newFD(h *poller.Hub, sysfd int) (*netFD, error) { return registerFD(h, sysfd, false) }
+
+// registerFD is newFD for a conn's socket or, with listener set, a listening
+// socket's: the hub counts listeners apart from its conns (poller's
+// Stats.Conns).
+func registerFD(h *poller.Hub, sysfd int, listener bool) (*netFD, error) {
+	var reg *poller.Registration
+	var err error
+	if listener {
+		reg, err = h.RegisterListener(sysfd)
+	} else {
+		reg, err = h.Register(sysfd)
+	}
 	if err != nil {
 		syscall.Close(sysfd)
 		return nil, err

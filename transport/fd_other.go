@@ -53,6 +53,8 @@ func (*netFD) remoteAddr(bool) net.Addr                     { return nil }
 func (*netFD) acceptConn(func() *poller.Hub, bool) (*netFD, net.Addr, net.Addr, error) {
 	return nil, nil, nil, errUnsupported
 }
-func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAliveSettings) (*netFD, error) {
+func dialFD(context.Context, *poller.Hub, string, net.Addr, net.Addr, keepAliveSettings, bool) (*netFD, error) {
 	return nil, errUnsupported
 }
+
+func registerFD(*poller.Hub, int, bool) (*netFD, error) { return nil, errUnsupported }

@@ -227,3 +227,46 @@ func TestAddressesMatchPackageNet(t *testing.T) {
 		}
 	})
 }
+
+// TestHubCountsListenersApartFromConns: a hub listener counts in the hub's
+// Stats().Registered but not in Conns; each accepted, dialed or adopted
+// conn counts in both, and leaves both when it closes.
+func TestHubCountsListenersApartFromConns(t *testing.T) {
+	h := hubtest.NewHub(t)
+	want := func(what string, registered, conns int64) {
+		t.Helper()
+		if s := h.Stats(); s.Registered != registered || s.Conns != conns {
+			t.Fatalf("%s: Registered %d, Conns %d; want %d, %d", what, s.Registered, s.Conns, registered, conns)
+		}
+	}
+	ln := listen(t, h, "tcp")
+	want("a listener", 1, 0)
+	std, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer std.Close()
+	wl, err := transport.WrapListener(h, std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("two listeners", 2, 0)
+	d := transport.Dialer{Hub: h}
+	dialed, accepted := dialAccept(t, ln, d.Dial)
+	want("a dialed and an accepted conn", 4, 2)
+	sc, err := net.Dial("tcp", std.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	adopted, err := transport.NewConn(h, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want("an adopted conn", 5, 3)
+	for _, c := range []net.Conn{dialed, accepted, adopted} {
+		c.Close()
+	}
+	wl.Close()
+	want("conns and the wrapped listener closed", 1, 0)
+}

@@ -171,7 +171,7 @@ func wrapListener(h *poller.Hub, l net.Listener) (*Listener, error) {
 	opErr := func(err error) error {
 		return &net.OpError{Op: "listen", Net: network, Addr: l.Addr(), Err: err}
 	}
-	fd, err := moveFD(h, l.(syscall.Conn))
+	fd, err := moveFD(h, l.(syscall.Conn), true)
 	if err != nil {
 		return nil, opErr(err)
 	}

@@ -10,14 +10,17 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hubio/hubio/internal/deadline"
 	"github.com/hubio/hubio/poller"
 )
 
 // dialFD opens a socket to raddr (a *net.TCPAddr or *net.UnixAddr), bound
 // to laddr if given, and completes a non-blocking connect on the hub. The
-// wait ends at ctx's deadline or cancellation.
-func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net.Addr, ka keepAliveSettings) (*netFD, error) {
+// wait ends at ctx's deadline or cancellation. With mptcp, a TCP socket is
+// opened with IPPROTO_MPTCP.
+func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net.Addr, ka keepAliveSettings, mptcp bool) (*netFD, error) {
 	family, rsa, err := toSockaddr(network, raddr)
 	if err != nil {
 		return nil, err
@@ -37,7 +40,11 @@ func dialFD(ctx context.Context, h *poller.Hub, network string, raddr, laddr net
 		}
 		lsa = sa
 	}
-	s, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	proto := 0
+	if mptcp && family != syscall.AF_UNIX {
+		proto = unix.IPPROTO_MPTCP
+	}
+	s, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}

@@ -110,27 +110,30 @@ func TestJudge(t *testing.T) {
 		name       string
 		tag        *connTag // nil: no conn
 		chFaulted  bool
+		resetDials int // the channel's dials the server reset
 		start, end time.Time
 		code       codes.Code
 		want       string // "faulted", "restart" or "unexcused"
 	}{
-		{"a faulted conn", &connTag{faulted: true, life: live}, false, t0.Add(-time.Second), t0, codes.DeadlineExceeded, "faulted"},
-		{"a fault-free conn of a stopped server", &connTag{life: stopped}, false, t0.Add(-31 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
-		{"a fault-free conn of a stopped server, by its deadline", &connTag{life: stopped}, false, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
-		{"a fault-free conn, in flight until Stop cut GracefulStop short", &connTag{life: forced}, false, t0.Add(-31 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "unexcused"},
-		{"a fault-free conn, failing at GracefulStop before Stop", &connTag{life: forced}, false, t0.Add(-31 * time.Second), t0.Add(-29 * time.Second), codes.Unavailable, "restart"},
-		{"a fault-free conn of a live server", &connTag{life: live}, false, t0.Add(-time.Second), t0, codes.Unavailable, "unexcused"},
-		{"no conn, in a restart window", nil, false, t0.Add(-30 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
-		{"no conn, within the grace after it", nil, false, t0.Add(-28 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "restart"},
-		{"no conn, a deadline after it", nil, false, t0.Add(-29 * time.Second), t0.Add(-24 * time.Second), codes.Unavailable, "restart"},
-		{"no conn, by its deadline, in a restart window", nil, false, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
-		{"no conn, outside restarts", nil, false, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.DeadlineExceeded, "unexcused"},
-		{"no conn, on a channel with a faulted conn", nil, true, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.Unavailable, "faulted"},
+		{"a faulted conn", &connTag{faulted: true, life: live}, false, 0, t0.Add(-time.Second), t0, codes.DeadlineExceeded, "faulted"},
+		{"a fault-free conn of a stopped server", &connTag{life: stopped}, false, 0, t0.Add(-31 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
+		{"a fault-free conn of a stopped server, by its deadline", &connTag{life: stopped}, false, 0, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
+		{"a fault-free conn, in flight until Stop cut GracefulStop short", &connTag{life: forced}, false, 0, t0.Add(-31 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "unexcused"},
+		{"a fault-free conn, failing at GracefulStop before Stop", &connTag{life: forced}, false, 0, t0.Add(-31 * time.Second), t0.Add(-29 * time.Second), codes.Unavailable, "restart"},
+		{"a fault-free conn of a live server", &connTag{life: live}, false, 0, t0.Add(-time.Second), t0, codes.Unavailable, "unexcused"},
+		{"no conn, in a restart window", nil, false, 0, t0.Add(-30 * time.Second), t0.Add(-30 * time.Second), codes.Unavailable, "restart"},
+		{"no conn, within the grace after it", nil, false, 0, t0.Add(-28 * time.Second), t0.Add(-28 * time.Second), codes.Unavailable, "restart"},
+		{"no conn, a deadline after it", nil, false, 0, t0.Add(-29 * time.Second), t0.Add(-24 * time.Second), codes.Unavailable, "restart"},
+		{"no conn, by its deadline, in a restart window", nil, false, 0, t0.Add(-31 * time.Second), t0.Add(-26 * time.Second), codes.DeadlineExceeded, "unexcused"},
+		{"no conn, outside restarts", nil, false, 0, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.DeadlineExceeded, "unexcused"},
+		{"no conn, on a channel with a faulted conn", nil, true, 0, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.Unavailable, "faulted"},
+		{"no conn, after a dial the server reset", nil, false, 1, t0.Add(-10 * time.Second), t0.Add(-10 * time.Second), codes.Unavailable, "faulted"},
+		{"no conn, by its deadline, after a dial the server reset", nil, false, 1, t0.Add(-10 * time.Second), t0.Add(-5 * time.Second), codes.DeadlineExceeded, "unexcused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &soak{tags: map[string]*connTag{}, lives: []*life{stopped, live}, start: t0.Add(-time.Minute)}
 			s.res.Codes, s.res.Unexcused = map[codes.Code]int64{}, map[codes.Code]int64{}
-			ch := &channel{}
+			ch := &channel{resetDials: tc.resetDials}
 			if tc.chFaulted {
 				ch.tags = []*connTag{{faulted: true}}
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -82,10 +84,13 @@ type result struct {
 
 	// Failed RPCs, judged (see soak.judge): excused because a fault was
 	// injected into their conn, excused by a restart, or neither.
-	ExcusedFaulted, ExcusedRestart int64
-	Unexcused                      map[codes.Code]int64
-	UnexcusedSamples               []string // the first few, for the report
-	std                            bool
+	// ExcusedResetDial are those excused as faulted that never got a conn
+	// because the server reset it before the client's connect completed
+	// (see channel.resetDials); a server-side reset must explain each.
+	ExcusedFaulted, ExcusedRestart, ExcusedResetDial int64
+	Unexcused                                        map[codes.Code]int64
+	UnexcusedSamples                                 []string // the first few, for the report
+	std                                              bool
 }
 
 // problems lists what makes the run a failure.
@@ -102,6 +107,10 @@ func (r *result) problems() []string {
 	}
 	if r.Messages == 0 {
 		p = append(p, "no message got through")
+	}
+	if r.ExcusedResetDial > int64(r.ServerFault.Reset) {
+		p = append(p, fmt.Sprintf("%d RPCs failed on dials the server reset, but the server injected only %d resets",
+			r.ExcusedResetDial, r.ServerFault.Reset))
 	}
 	if n := sum(r.Unexcused); n > 0 {
 		p = append(p, fmt.Sprintf("%d RPCs failed on fault-free conns outside restart windows (by status code: %s); first: %s",
@@ -152,8 +161,8 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "RPCs: %d done, %d failed; messages verified: %d\n", r.RPCs, r.RPCErrors, r.Messages)
 	fmt.Fprintf(w, "lost: %d, duplicated: %d, corrupted: %d\n", r.Lost, r.Duplicated, r.Corrupt)
 	fmt.Fprintln(w, "errors by status code:", codeList(r.Codes))
-	fmt.Fprintf(w, "failed RPCs judged: %d on faulted conns, %d in restart windows, %d on fault-free conns outside restarts (%s)\n",
-		r.ExcusedFaulted, r.ExcusedRestart, sum(r.Unexcused), codeList(r.Unexcused))
+	fmt.Fprintf(w, "failed RPCs judged: %d on faulted conns (%d of them on dials the server reset), %d in restart windows, %d on fault-free conns outside restarts (%s)\n",
+		r.ExcusedFaulted, r.ExcusedResetDial, r.ExcusedRestart, sum(r.Unexcused), codeList(r.Unexcused))
 	for _, sample := range r.UnexcusedSamples {
 		fmt.Fprintln(w, "  unexcused:", sample)
 	}
@@ -515,10 +524,19 @@ func (s *soak) injectFaults(c *testutil.FaultConn, clientAddr net.Addr) {
 
 // channel is one client's grpc.ClientConn and the tags of the conns it
 // dialed.
+//
+// resetDials counts its dials that failed with ECONNRESET: the kernel had
+// completed the connect and the server reset the conn before the dialer
+// saw it complete. Only a server-side reset fault does that outside a
+// restart (a lost wakeup makes a dial time out, never reset), and on a
+// loaded machine the dialer can see a connect complete tens of
+// milliseconds late, so a reset injected 0-100 ms after the accept lands
+// there. Such a dial leaves no conn and no tag to judge the RPC by.
 type channel struct {
-	ec   *testutil.EchoClient
-	mu   sync.Mutex // guards tags
-	tags []*connTag
+	ec         *testutil.EchoClient
+	mu         sync.Mutex // guards tags and resetDials
+	tags       []*connTag
+	resetDials int
 }
 
 // faulted reports whether any conn of ch got a fault. s.mu must be held.
@@ -531,6 +549,18 @@ func (ch *channel) faultedLocked() bool {
 		}
 	}
 	return false
+}
+
+// takeResetDialLocked consumes one of ch's reset dials, if any: each
+// excuses one failed RPC. s.mu must be held.
+func (ch *channel) takeResetDialLocked() bool {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.resetDials == 0 {
+		return false
+	}
+	ch.resetDials--
+	return true
 }
 
 // client churns connections until ctx ends: dial, RPCs and a stream, close.
@@ -549,6 +579,10 @@ func (s *soak) client(ctx context.Context, id uint64) {
 				s.mu.Unlock()
 				ch.mu.Lock()
 				ch.tags = append(ch.tags, t)
+				ch.mu.Unlock()
+			} else if errors.Is(err, syscall.ECONNRESET) {
+				ch.mu.Lock()
+				ch.resetDials++
 				ch.mu.Unlock()
 			}
 			return c, err
@@ -677,6 +711,11 @@ func (s *soak) judge(ch *channel, p *peer.Peer, start, end time.Time, err error)
 	switch {
 	case t != nil && t.faulted, t == nil && ch.faultedLocked():
 		s.res.ExcusedFaulted++
+		return
+	case t == nil && code == codes.Unavailable && ch.takeResetDialLocked():
+		// Counted against the server's resets in problems.
+		s.res.ExcusedFaulted++
+		s.res.ExcusedResetDial++
 		return
 	case t != nil && t.life != nil && stoppedUnder(t.life, start, end) && code != codes.DeadlineExceeded:
 		s.res.ExcusedRestart++

@@ -513,14 +513,15 @@ func txn(t *testing.T, ctx context.Context, cli *clientv3.Client) {
 	}
 }
 
-// checkOnHub reports whether h has registered fds and has delivered
-// readiness events: the proof that conns are on it.
+// checkOnHub reports whether h holds conns (Stats().Conns, the counter
+// the README points to) and has delivered readiness events: the proof that
+// conns are on it.
 func checkOnHub(t *testing.T, side string, h *poller.Hub, otherwise string) {
 	t.Helper()
 	s := h.Stats()
-	t.Logf("%s hub during traffic: Registered %d, Events %d", side, s.Registered, s.Events)
-	if s.Registered <= 0 || s.Events == 0 {
-		t.Errorf("%s hub during traffic: Registered %d, Events %d; want both > 0: %s", side, s.Registered, s.Events, otherwise)
+	t.Logf("%s hub during traffic: Conns %d, Registered %d, Events %d", side, s.Conns, s.Registered, s.Events)
+	if s.Conns <= 0 || s.Events == 0 {
+		t.Errorf("%s hub during traffic: Conns %d, Events %d; want both > 0: %s", side, s.Conns, s.Events, otherwise)
 	}
 }
 

@@ -25,6 +25,7 @@ const (
 	kindIdle = "idle" // serve idle conns: measureIdle
 
 	kindIdleClients = "idle-clients" // hold idle conns for kindIdle: holdIdleClients
+	kindPeer        = "peer"         // the other side of a kindRPC job with a Setup: peerMain
 )
 
 // RPC modes, as given to -modes.
@@ -48,6 +49,8 @@ type job struct {
 	Addr       string        `json:"addr,omitempty"`        // server address, for kindIdleClients
 	CPUProfile string        `json:"cpu_profile,omitempty"` // write a CPU profile of the measured time here
 	Trace      string        `json:"trace,omitempty"`       // write an execution trace of the measured time here
+	Setup      string        `json:"setup,omitempty"`       // kindRPC: setupBoth ("" too), setupServer or setupClient
+	Role       string        `json:"role,omitempty"`        // kindPeer: roleServer or roleClient
 }
 
 // result is what a child measured. RPC jobs fill the first group, idle jobs
@@ -64,6 +67,7 @@ type result struct {
 	HubEvents   uint64        `json:"hub_events"`   // readiness events the hubs delivered while measuring
 	HubPolls    uint64        `json:"hub_polls"`    // epoll_wait calls of the hubs while measuring
 	HubEach     []hubCount    `json:"hub_each"`     // per hub (server's, then client's) while measuring
+	PeerCPU     time.Duration `json:"peer_cpu"`     // user+sys CPU time of the peer process while measuring (-setup server, client)
 
 	RSSDelta        int64 `json:"rss_delta"`        // VmRSS with the conns minus before, bytes
 	GoroutinesDelta int   `json:"goroutines_delta"` // goroutines with the conns minus before
@@ -74,12 +78,15 @@ type result struct {
 // childTimeout bounds a child's life beyond the time its job asks for.
 const childTimeout = 2 * time.Minute
 
-// spawn runs j in a child process (this executable) and returns its result.
-// A failed child's error carries the end of its stderr.
-func spawn(ctx context.Context, j job) (result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return result{}, err
+// spawn runs j in a child process (exe, or this executable if exe is "")
+// and returns its result. A failed child's error carries the end of its
+// stderr.
+func spawn(ctx context.Context, exe string, j job) (result, error) {
+	var err error
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			return result{}, err
+		}
 	}
 	spec, err := json.Marshal(j)
 	if err != nil {
@@ -130,6 +137,12 @@ func childMain(spec string, stdin io.Reader, stdout, stderr io.Writer) int {
 		r, err = measureRPC(j)
 	case kindIdle:
 		r, err = measureIdle(j)
+	case kindPeer:
+		if err := peerMain(j, stdin, stdout); err != nil {
+			fmt.Fprintf(stderr, "hubio-bench peer (%s): %v\n", j.Role, err)
+			return 1
+		}
+		return 0
 	case kindIdleClients:
 		if err := holdIdleClients(j, stdin); err != nil {
 			fmt.Fprintf(stderr, "hubio-bench idle clients: %v\n", err)

@@ -19,7 +19,7 @@ import (
 // groupSize returns N for a transport named "hubN" (N ≥ 2), 1 for "hub",
 // and 0 for any other name.
 func groupSize(name string) int {
-	if name == transportHub {
+	if name = baseTransport(name); name == transportHub {
 		return 1
 	}
 	rest, ok := strings.CutPrefix(name, transportHub)
@@ -62,30 +62,39 @@ func expandHubs(transports []string, hubs []int) []string {
 
 // newGroupEndpoints fills e for transport "hubN": a group of n hubs for the
 // server (grpcopt.Config{Group}.Listen and ServerOption) and one for the
-// client (its DialOption), as two processes would have. e.hubs lists the
-// server's hubs, then the client's.
-func newGroupEndpoints(e *endpoints, n int) error {
-	server, err := poller.NewGroup(n)
-	if err != nil {
-		return err
-	}
-	client, err := poller.NewGroup(n)
-	if err != nil {
-		server.Close()
-		return err
-	}
-	e.hubs = append(server.Hubs(), client.Hubs()...)
+// client (its DialOption), as two processes would have, for the sides
+// given. e.hubs lists the server's hubs, then the client's.
+func newGroupEndpoints(e *endpoints, n int, on sides) error {
+	var server, client *poller.Group
 	e.close = func() {
-		server.Close()
-		client.Close()
+		for _, g := range []*poller.Group{server, client} {
+			if g != nil {
+				g.Close()
+			}
+		}
 	}
-	scfg, ccfg := grpcopt.Config{Group: server}, grpcopt.Config{Group: client}
-	if e.lis, err = scfg.Listen("tcp", "127.0.0.1:0"); err != nil {
-		e.close()
-		return err
+	var err error
+	if on&sideServer != 0 {
+		if server, err = poller.NewGroup(n); err != nil {
+			return err
+		}
+		e.hubs = append(e.hubs, server.Hubs()...)
+		scfg := grpcopt.Config{Group: server}
+		if e.lis, err = scfg.Listen("tcp", "127.0.0.1:0"); err != nil {
+			e.close()
+			return err
+		}
+		e.serverOpts = append(e.serverOpts, scfg.ServerOption(nil))
 	}
-	e.serverOpts = append(e.serverOpts, scfg.ServerOption(nil))
-	e.dialOpts = append(e.dialOpts, ccfg.DialOption())
+	if on&sideClient != 0 {
+		if client, err = poller.NewGroup(n); err != nil {
+			e.close()
+			return err
+		}
+		e.hubs = append(e.hubs, client.Hubs()...)
+		ccfg := grpcopt.Config{Group: client}
+		e.dialOpts = append(e.dialOpts, ccfg.DialOption())
+	}
 	return nil
 }
 
@@ -178,10 +187,17 @@ func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 		for _, t := range hubTs {
 			o, name := cr.outcomes[t], cfg.transports[t]
 			n := groupSize(name)
-			if o.rounds == 0 || len(o.med.hubLoads) != 2*n {
+			sideNames := []string{"server", "client"}
+			switch cr.c.setup {
+			case setupServer:
+				sideNames = sideNames[:1]
+			case setupClient:
+				sideNames = sideNames[1:]
+			}
+			if o.rounds == 0 || len(o.med.hubLoads) != len(sideNames)*n {
 				continue
 			}
-			for s, side := range []string{"server", "client"} {
+			for s, side := range sideNames {
 				var cells []string
 				for _, l := range o.med.hubLoads[s*n : (s+1)*n] {
 					cells = append(cells, fmt.Sprintf("%s (%.1f)", fmtRate(l.eventsPerSec), l.eventsPerPoll))

@@ -34,7 +34,7 @@ func runIdle(cfg config, stdout, stderr io.Writer) error {
 	for round := range cfg.rounds {
 		for t, name := range cfg.transports {
 			prog.step(fmt.Sprintf("idle %d conns: %s, round %d/%d", cfg.idle, name, round+1, cfg.rounds))
-			r, err := spawn(context.Background(), job{Kind: kindIdle, Transport: name, Idle: cfg.idle})
+			r, err := spawn(context.Background(), "", job{Kind: kindIdle, Transport: name, Idle: cfg.idle})
 			if err != nil {
 				if errs[t] == nil {
 					errs[t] = err
@@ -90,7 +90,7 @@ func measureIdle(j job) (result, error) {
 		// One OS thread per idle server conn: let the runtime have them.
 		debug.SetMaxThreads(max(10000, j.Idle+1000))
 	}
-	ep, err := newEndpoints(j.Transport)
+	ep, err := newEndpoints(j.Transport, sideServer)
 	if err != nil {
 		return result{}, err
 	}

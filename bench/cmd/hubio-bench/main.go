@@ -17,8 +17,11 @@
 // the Go runtime never gives back an OS thread it has started. The rounds
 // interleave the transports (std, hub, threads, std, hub, threads, ...) so
 // that machine noise hits them alike, and the median of the rounds is
-// reported. Server and client share the child process, so allocations and
-// CPU time per RPC are those of both sides together.
+// reported. With -setup both (the default) server and client share the
+// child process, so allocations and CPU time per RPC are those of both sides
+// together; with -setup server (or client) the child holds only the server
+// (the clients) on the transport under test, and a second child the other
+// side on package net, and each process's CPU time is reported on its own.
 //
 // Usage:
 //
@@ -26,7 +29,7 @@
 //	            [-modes unary,stream] [-payloads 64,16384] [-conc 1,16,128]
 //	            [-conns 1] [-transports std,hub,threads] [-hubs 1,2,4]
 //	            [-gomaxprocs 2,4,8,16] [-idle N] [-svg bench-results.svg]
-//	            [-cpuprofile DIR] [-trace DIR] [-metrics]
+//	            [-setup both,server,client] [-alt BINARY] [-cpuprofile DIR] [-trace DIR] [-metrics]
 //
 // The results table (markdown) and the hubs' events and polls per RPC go
 // to stdout, a chart of RPCs/s to the -svg file, one CPU profile per run to
@@ -96,6 +99,8 @@ type config struct {
 	cpuprofile string        // directory for one CPU profile per run; "" for none
 	trace      string        // directory for one execution trace per run; "" for none
 	metrics    bool          // compare telemetry off and on (see transportHubSDK)
+	setups     []string      // setupBoth, setupServer, setupClient (see peer.go)
+	alt        string        // another hubio-bench binary, for the transports named NAME@alt
 }
 
 // Flag defaults, and what -quick changes them to unless they are given.
@@ -116,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		payloads:   []int{64, 16 << 10},
 		conc:       []int{1, 16, 128},
 		transports: []string{"std", "hub", "threads"},
+		setups:     []string{setupBoth},
 	}
 	fs.BoolVar(&cfg.quick, "quick", false, fmt.Sprintf("short run: -rounds %d -duration %v -warmup %v unless given", quickRounds, quickDuration, quickWarmup))
 	fs.IntVar(&cfg.rounds, "rounds", defaultRounds, "rounds per case and transport; the median is reported")
@@ -131,6 +137,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
 	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub-global,hub-sdk unless given (hub-global: on through the global provider, none installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
+	fs.Var((*stringList)(&cfg.setups), "setup", "where the transport under test runs: both (server and clients in one process, each on it), "+
+		"server (the server alone on it, clients on package net in another process), client (the clients alone on it, a package-net server in another process); a list runs each")
+	fs.StringVar(&cfg.alt, "alt", "", "another hubio-bench binary (this bench/ built against another commit's library) that runs the transports named NAME@alt, interleaved with this binary's: -transports std,hub@alt,hub")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of each run's measured time into this directory (go tool pprof)")
 	fs.StringVar(&cfg.trace, "trace", "", "write an execution trace of each run's measured time into this directory (go tool trace)")
 	if err := fs.Parse(args); err != nil {
@@ -185,14 +194,28 @@ func (c config) check() error {
 	case c.svg != "" && strings.ToLower(filepath.Ext(c.svg)) != ".svg":
 		return fmt.Errorf("-svg %q: the chart is SVG; name the file *.svg", c.svg)
 	}
+	if len(c.setups) == 0 {
+		return errors.New("-setup is empty")
+	}
+	for _, s := range c.setups {
+		if _, err := setupSides(s); err != nil {
+			return fmt.Errorf("-setup: %w", err)
+		}
+	}
 	for _, m := range c.modes {
 		if m != modeUnary && m != modeStream {
 			return fmt.Errorf("-modes: unknown mode %q (want unary or stream)", m)
 		}
 	}
 	for _, t := range c.transports {
+		if isAlt(t) && c.alt == "" {
+			return fmt.Errorf("-transports %s: name the other binary with -alt", t)
+		}
+		if isAlt(t) && c.idle > 0 {
+			return fmt.Errorf("-transports %s: idle mode has no -alt", t)
+		}
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat, hub-global or hub-notel)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat, hub-global or hub-notel, each optionally with @alt)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {

@@ -32,7 +32,7 @@ func TestQuickRunPrintsATableRowPerCaseAndTransportAndWritesAChart(t *testing.T)
 	}
 	out := stdout.String()
 	t.Logf("stdout:\n%s", out)
-	if !strings.Contains(out, "| case | transport | RPCs/s | p50 | p99 | p99.9 | allocs/RPC | CPU/RPC | threads | hub/std | hub/threads |") {
+	if !strings.Contains(out, "| case | transport | RPCs/s | ± | p50 | p99 | p99.9 | allocs/RPC | CPU/RPC | peer CPU/RPC | threads | hub/std | hub/threads |") {
 		t.Errorf("no table header in the output")
 	}
 	if strings.Contains(out, "failed") {
@@ -105,6 +105,81 @@ func TestProfileAndTraceAreWrittenPerRunAndHubCostIsReported(t *testing.T) {
 	}
 }
 
+func TestSplitSetUpsRunTheOtherSideInAPeerProcessAndReportItsCPU(t *testing.T) {
+	profiles := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=2", "-modes=unary,stream", "-payloads=64", "-conc=3", "-conns=2",
+		"-transports=std,hub", "-setup=both,server,client", "-svg=", "-cpuprofile=" + profiles}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	t.Logf("stdout:\n%s", out)
+	if strings.Contains(out, "failed") {
+		t.Errorf("a run failed")
+	}
+	for _, c := range []string{"unary 64B c3", "stream 64B c3 [server alone]", "unary 64B c3 [client alone]"} {
+		row := rowOf(out, "| "+c+" | std |")
+		if row == "" {
+			t.Errorf("no std row for %s", c)
+			continue
+		}
+		// Split set-ups have a peer process, and only they: its CPU per
+		// RPC is a duration, "–" otherwise.
+		cells := strings.Split(row, "|")
+		peer := strings.TrimSpace(cells[10])
+		if split := strings.Contains(c, "alone"); split == (peer == "–") {
+			t.Errorf("%s: peer CPU/RPC cell %q", c, peer)
+		}
+		if !strings.Contains(out, "| "+c+" | hub | ") {
+			t.Errorf("no ratio row for %s hub", c)
+		}
+	}
+	// The split set-ups profile both processes of every run.
+	for _, name := range []string{"unary-64B-c3-server-alone-hub-r2", "unary-64B-c3-server-alone-hub-r2-peer", "stream-64B-c3-client-alone-std-r1-peer"} {
+		if _, err := os.Stat(filepath.Join(profiles, name+".pprof")); err != nil {
+			t.Error(err)
+		}
+	}
+	// Each hub's load names only the side on the hub.
+	if !strings.Contains(out, "| unary 64B c3 [server alone] | hub | server |") || strings.Contains(out, "| unary 64B c3 [server alone] | hub | client |") {
+		t.Errorf("server-alone hub load rows wrong")
+	}
+}
+
+func TestAltBinaryRunsTheTransportsMarkedAlt(t *testing.T) {
+	// The test binary is a child too (TestMain), so it stands in for a
+	// hubio-bench built from another commit.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub@alt,hub", "-alt=" + exe, "-svg="}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "failed") || !strings.Contains(out, "|  | hub@alt | ") || !strings.Contains(out, "| unary 64B c2 | hub@alt | ") {
+		t.Errorf("no hub@alt rows in:\n%s", out)
+	}
+	args = []string{"-quick", "-rounds=1", "-modes=unary", "-payloads=64", "-conc=2", "-transports=std,hub@alt", "-alt=" + filepath.Join(t.TempDir(), "missing"), "-svg="}
+	stdout.Reset()
+	if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "| hub@alt | failed:") {
+		t.Errorf("a missing -alt binary: code %d, output:\n%s", code, stdout.String())
+	}
+}
+
+// rowOf returns the line of out that starts with prefix, or "".
+func rowOf(out, prefix string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
 func TestIdleModePrintsARowPerTransport(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"-idle=20", "-rounds=1"}
@@ -134,6 +209,9 @@ func TestBadFlagsAreRefused(t *testing.T) {
 		{"-idle=10", "-trace=" + t.TempDir()},
 		{"stray"},
 		{"-svg=chart.png"},
+		{"-setup=elsewhere"},
+		{"-setup="},
+		{"-transports=std,hub@alt"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != 2 {

@@ -14,6 +14,7 @@ import (
 // benchCase is one row group of the report: an RPC mode, a message size and
 // a number of concurrent callers, at a GOMAXPROCS value (0: the default).
 type benchCase struct {
+	setup      string // setupBoth, setupServer or setupClient
 	mode       string
 	payload    int
 	conc       int
@@ -26,6 +27,12 @@ func (c benchCase) String() string {
 	s := fmt.Sprintf("%s %s c%d", c.mode, sizeName(c.payload), c.conc)
 	if c.gomaxprocs > 0 {
 		s += fmt.Sprintf(" P%d", c.gomaxprocs)
+	}
+	switch c.setup {
+	case setupServer:
+		s += " [server alone]"
+	case setupClient:
+		s += " [client alone]"
 	}
 	return s
 }
@@ -41,6 +48,15 @@ func sizeName(n int) string {
 // with -gomaxprocs, each unary case once per GOMAXPROCS value instead.
 func cases(cfg config) []benchCase {
 	var cs []benchCase
+	for _, setup := range cfg.setups {
+		cs = append(cs, casesOf(cfg, setup)...)
+	}
+	return cs
+}
+
+// casesOf lists the cases of one set-up.
+func casesOf(cfg config, setup string) []benchCase {
+	var cs []benchCase
 	for _, m := range cfg.modes {
 		procs := []int{0}
 		if m == modeUnary && len(cfg.gomaxprocs) > 0 {
@@ -49,7 +65,7 @@ func cases(cfg config) []benchCase {
 		for _, p := range procs {
 			for _, size := range cfg.payloads {
 				for _, n := range cfg.conc {
-					cs = append(cs, benchCase{mode: m, payload: size, conc: n, gomaxprocs: p})
+					cs = append(cs, benchCase{setup: setup, mode: m, payload: size, conc: n, gomaxprocs: p})
 				}
 			}
 		}
@@ -60,53 +76,57 @@ func cases(cfg config) []benchCase {
 // profileName names the CPU profile (ext "pprof") or execution trace
 // (ext "trace") of one run, e.g. "unary-64B-c16-hub-r1.pprof".
 func profileName(c benchCase, transport string, round int, ext string) string {
-	return fmt.Sprintf("%s-%s-r%d.%s", strings.ReplaceAll(c.String(), " ", "-"), transport, round+1, ext)
+	name := strings.NewReplacer(" [", "-", "]", "", " ", "-").Replace(c.String())
+	return fmt.Sprintf("%s-%s-r%d.%s", name, transport, round+1, ext)
 }
 
 // metrics are the per-RPC figures the report shows, derived from one round's
 // result or, as medians, from several.
 type metrics struct {
-	rps          float64 // RPCs per second
-	p50          time.Duration
-	p99          time.Duration
-	p999         time.Duration
-	allocsPerRPC float64
-	cpuPerRPC    time.Duration
-	threads      int       // peak OS threads
-	hubEvents    float64   // hub readiness events per RPC (hub transport)
-	hubPolls     float64   // hub epoll_wait calls per RPC (hub transport)
-	hubLoads     []hubLoad // each hub's load (hub transports), see group.go
+	rps           float64 // RPCs per second
+	p50           time.Duration
+	p99           time.Duration
+	p999          time.Duration
+	allocsPerRPC  float64
+	cpuPerRPC     time.Duration
+	peerCPUPerRPC time.Duration // the peer process's (-setup server, client); 0 without one
+	threads       int           // peak OS threads
+	hubEvents     float64       // hub readiness events per RPC (hub transport)
+	hubPolls      float64       // hub epoll_wait calls per RPC (hub transport)
+	hubLoads      []hubLoad     // each hub's load (hub transports), see group.go
 }
 
 func metricsOf(r result) metrics {
 	n := float64(r.RPCs)
 	return metrics{
-		rps:          n / r.Elapsed.Seconds(),
-		p50:          r.P50,
-		p99:          r.P99,
-		p999:         r.P999,
-		allocsPerRPC: float64(r.Mallocs) / n,
-		cpuPerRPC:    time.Duration(float64(r.CPU) / n),
-		threads:      r.PeakThreads,
-		hubEvents:    float64(r.HubEvents) / n,
-		hubPolls:     float64(r.HubPolls) / n,
-		hubLoads:     hubLoadsOf(r),
+		rps:           n / r.Elapsed.Seconds(),
+		p50:           r.P50,
+		p99:           r.P99,
+		p999:          r.P999,
+		allocsPerRPC:  float64(r.Mallocs) / n,
+		cpuPerRPC:     time.Duration(float64(r.CPU) / n),
+		peerCPUPerRPC: time.Duration(float64(r.PeerCPU) / n),
+		threads:       r.PeakThreads,
+		hubEvents:     float64(r.HubEvents) / n,
+		hubPolls:      float64(r.HubPolls) / n,
+		hubLoads:      hubLoadsOf(r),
 	}
 }
 
 // medianMetrics takes the median of each figure on its own across rounds.
 func medianMetrics(ms []metrics) metrics {
 	return metrics{
-		rps:          median(ms, func(m metrics) float64 { return m.rps }),
-		p50:          time.Duration(median(ms, func(m metrics) float64 { return float64(m.p50) })),
-		p99:          time.Duration(median(ms, func(m metrics) float64 { return float64(m.p99) })),
-		p999:         time.Duration(median(ms, func(m metrics) float64 { return float64(m.p999) })),
-		allocsPerRPC: median(ms, func(m metrics) float64 { return m.allocsPerRPC }),
-		cpuPerRPC:    time.Duration(median(ms, func(m metrics) float64 { return float64(m.cpuPerRPC) })),
-		threads:      int(median(ms, func(m metrics) float64 { return float64(m.threads) })),
-		hubEvents:    median(ms, func(m metrics) float64 { return m.hubEvents }),
-		hubPolls:     median(ms, func(m metrics) float64 { return m.hubPolls }),
-		hubLoads:     medianHubLoads(ms),
+		rps:           median(ms, func(m metrics) float64 { return m.rps }),
+		p50:           time.Duration(median(ms, func(m metrics) float64 { return float64(m.p50) })),
+		p99:           time.Duration(median(ms, func(m metrics) float64 { return float64(m.p99) })),
+		p999:          time.Duration(median(ms, func(m metrics) float64 { return float64(m.p999) })),
+		allocsPerRPC:  median(ms, func(m metrics) float64 { return m.allocsPerRPC }),
+		cpuPerRPC:     time.Duration(median(ms, func(m metrics) float64 { return float64(m.cpuPerRPC) })),
+		peerCPUPerRPC: time.Duration(median(ms, func(m metrics) float64 { return float64(m.peerCPUPerRPC) })),
+		threads:       int(median(ms, func(m metrics) float64 { return float64(m.threads) })),
+		hubEvents:     median(ms, func(m metrics) float64 { return m.hubEvents }),
+		hubPolls:      median(ms, func(m metrics) float64 { return m.hubPolls }),
+		hubLoads:      medianHubLoads(ms),
 	}
 }
 
@@ -130,8 +150,9 @@ func median[T any](xs []T, f func(T) float64) float64 {
 // outcome is one transport's figures for one case.
 type outcome struct {
 	med    metrics
-	rounds int   // rounds that succeeded
-	err    error // the first failure, if any round failed
+	all    []metrics // each successful round's, in round order
+	rounds int       // rounds that succeeded
+	err    error     // the first failure, if any round failed
 }
 
 // caseResult is one case's outcomes, in cfg.transports order.
@@ -160,9 +181,9 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 			for t, name := range cfg.transports {
 				prog.step(fmt.Sprintf("%s: %s, round %d/%d", c, name, round+1, cfg.rounds))
 				j := job{
-					Kind: kindRPC, Transport: name, Mode: c.mode, Payload: c.payload,
+					Kind: kindRPC, Transport: baseTransport(name), Mode: c.mode, Payload: c.payload,
 					Conc: c.conc, Conns: cfg.conns, Warmup: cfg.warmup, Duration: cfg.duration,
-					GOMAXPROCS: c.gomaxprocs,
+					GOMAXPROCS: c.gomaxprocs, Setup: c.setup,
 				}
 				if cfg.cpuprofile != "" {
 					j.CPUProfile = filepath.Join(cfg.cpuprofile, profileName(c, name, round, "pprof"))
@@ -170,7 +191,11 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 				if cfg.trace != "" {
 					j.Trace = filepath.Join(cfg.trace, profileName(c, name, round, "trace"))
 				}
-				r, err := spawn(context.Background(), j)
+				exe := ""
+				if isAlt(name) {
+					exe = cfg.alt
+				}
+				r, err := spawn(context.Background(), exe, j)
 				if err != nil {
 					// A failed run's profile and trace are partial, if there are any.
 					for _, f := range []string{j.CPUProfile, j.Trace} {
@@ -190,6 +215,7 @@ func runThroughput(cfg config, stdout, stderr io.Writer) error {
 		for t := range cfg.transports {
 			results[i].outcomes[t] = outcome{
 				med:    medianMetrics(perTransport[t]),
+				all:    perTransport[t],
 				rounds: len(perTransport[t]),
 				err:    errs[t],
 			}

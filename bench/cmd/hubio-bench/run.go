@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/hubio/hubio/testutil"
 )
@@ -26,41 +27,97 @@ const (
 )
 
 // caller is one concurrent client loop. Its fields belong to its goroutine
-// until the WaitGroup it runs under is done.
+// until done is closed.
 type caller struct {
-	lat  hist   // latencies of RPCs that completed while measuring
-	rpcs uint64 // RPCs that completed while measuring
-	err  error  // why it stopped early, if it did
+	lat  hist          // latencies of RPCs that completed while measuring
+	rpcs uint64        // RPCs that completed while measuring
+	err  error         // why it stopped early, if it did
+	done chan struct{} // closed when its goroutine has stopped
 }
 
 // measureRPC runs one RPC job in this process: an echo server and j.Conns
 // client conns on j.Transport, j.Conc callers sharing them round robin,
-// j.Warmup unmeasured then j.Duration measured.
+// j.Warmup unmeasured then j.Duration measured. With j.Setup "server" or
+// "client", this process holds only that side on j.Transport, and a peer
+// process (peerMain) holds the other on package net; the peer's CPU time
+// comes back in the result beside this process's.
 func measureRPC(j job) (result, error) {
 	if j.Conc < 1 || j.Conns < 1 {
 		return result{}, fmt.Errorf("bad job: %d callers, %d conns", j.Conc, j.Conns)
 	}
-	ep, err := newEndpoints(j.Transport)
+	on, err := setupSides(j.Setup)
+	if err != nil {
+		return result{}, err
+	}
+	ep, err := newEndpoints(j.Transport, on)
 	if err != nil {
 		return result{}, err
 	}
 	defer ep.close()
-	srv := grpc.NewServer(ep.serverOpts...)
-	testutil.RegisterEchoServer(srv, nil)
-	go srv.Serve(ep.lis)
-	defer srv.Stop()
+	var pr *peer // the other side's process, if any
+	if on&sideServer != 0 {
+		srv := grpc.NewServer(ep.serverOpts...)
+		testutil.RegisterEchoServer(srv, nil)
+		go srv.Serve(ep.lis)
+		defer srv.Stop()
+	} else {
+		// The peer serves; this process's clients dial it.
+		if pr, err = startPeer(peerJob(j, roleServer, "")); err != nil {
+			return result{}, err
+		}
+		defer pr.stop()
+		ep.addr = pr.addr
+	}
 
-	clients := make([]*testutil.EchoClient, j.Conns)
+	var clients []*testutil.EchoClient // none: the peer calls
+	if on&sideClient != 0 {
+		if clients, err = dialClients(ep, j.Conns); err != nil {
+			return result{}, err
+		}
+	} else {
+		if pr, err = startPeer(peerJob(j, roleClient, ep.addr)); err != nil {
+			return result{}, err
+		}
+		defer pr.stop()
+	}
+	return measureWindow(j, ep, clients, pr)
+}
+
+// dialClients opens n client conns to ep's server with ep's dial options
+// and waits until all are connected, so that the warm-up is spent on RPCs
+// and not on handshakes. The conns close when the process ends.
+func dialClients(ep *endpoints, n int) ([]*testutil.EchoClient, error) {
+	clients := make([]*testutil.EchoClient, n)
+	ccs := make([]*grpc.ClientConn, n)
 	for i := range clients {
 		cc, err := grpc.NewClient(ep.target(), ep.dialOpts...)
 		if err != nil {
-			return result{}, err
+			return nil, err
 		}
-		defer cc.Close()
-		clients[i] = testutil.NewEchoClient(cc)
+		cc.Connect()
+		ccs[i], clients[i] = cc, testutil.NewEchoClient(cc)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	for i, cc := range ccs {
+		for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+			if !cc.WaitForStateChange(ctx, s) {
+				return nil, fmt.Errorf("client conn %d of %d not ready in %v (%v)", i, n, connectTimeout, s)
+			}
+		}
+	}
+	return clients, nil
+}
 
+// connectTimeout bounds how long dialClients waits for its conns.
+const connectTimeout = time.Minute
+
+// measureWindow runs j's callers on clients (none: the peer pr runs them),
+// warms up and measures one window, telling pr (if any) when the window
+// starts and ends. ep's hubs are counted.
+func measureWindow(j job, ep *endpoints, clients []*testutil.EchoClient, pr *peer) (result, error) {
 	var prof *os.File // the CPU profile of the measured time, if asked for
+	var err error
 	if j.CPUProfile != "" {
 		if prof, err = os.Create(j.CPUProfile); err != nil {
 			return result{}, err
@@ -84,20 +141,13 @@ func measureRPC(j job) (result, error) {
 	var phase atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	callers := make([]*caller, j.Conc)
+	callers := startCallers(ctx, j, clients, &phase)
 	var wg sync.WaitGroup
-	for i := range callers {
-		c := &caller{}
-		callers[i] = c
-		cli := clients[i%len(clients)]
-		wg.Go(func() {
-			if j.Mode == modeStream {
-				c.stream(ctx, cli, j.Payload, &phase)
-			} else {
-				c.unary(ctx, cli, j.Payload, &phase)
-			}
-		})
-	}
+	wg.Go(func() {
+		for _, c := range callers {
+			<-c.done
+		}
+	})
 
 	time.Sleep(j.Warmup)
 	// abort stops the callers and the sampler when a profile or trace
@@ -124,6 +174,11 @@ func measureRPC(j job) (result, error) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	hub0, each0 := ep.hubStats(), ep.hubCounts()
+	if pr != nil {
+		if err := pr.send(peerMeasure); err != nil {
+			return abort(err)
+		}
+	}
 	cpu0 := cpuTime()
 	start := time.Now()
 	phase.Store(phaseMeasure)
@@ -131,6 +186,10 @@ func measureRPC(j job) (result, error) {
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1 := cpuTime()
+	var perr error
+	if pr != nil {
+		perr = pr.send(peerStop)
+	}
 	hub1, each1 := ep.hubStats(), ep.hubCounts()
 	runtime.ReadMemStats(&after)
 	if prof != nil {
@@ -140,8 +199,17 @@ func measureRPC(j job) (result, error) {
 		trace.Stop()
 	}
 	stopSampler()
+	var pres result
+	if pr != nil && perr == nil {
+		// The peer's callers stop on its own clock; its server stays up
+		// until pr.stop, after this process's callers have stopped.
+		pres, perr = pr.result()
+	}
 	cancel()
 	wg.Wait()
+	if perr != nil {
+		return result{}, perr
+	}
 	if prof != nil {
 		if err := prof.Close(); err != nil {
 			return result{}, fmt.Errorf("cpu profile: %w", err)
@@ -153,7 +221,6 @@ func measureRPC(j job) (result, error) {
 		}
 	}
 
-	var lat hist
 	r := result{
 		Elapsed:     elapsed,
 		Mallocs:     after.Mallocs - before.Mallocs,
@@ -162,19 +229,54 @@ func measureRPC(j job) (result, error) {
 		HubEvents:   hub1.Events - hub0.Events,
 		HubPolls:    hub1.Iterations - hub0.Iterations,
 		HubEach:     hubCountsSince(each0, each1),
+		PeerCPU:     pres.CPU,
 	}
+	if len(callers) == 0 { // the peer called
+		r.RPCs, r.P50, r.P99, r.P999 = pres.RPCs, pres.P50, pres.P99, pres.P999
+		return r, nil
+	}
+	r.RPCs, r.P50, r.P99, r.P999, err = tally(callers)
+	return r, err
+}
+
+// startCallers starts j.Conc callers sharing clients round robin (none
+// without clients). Each closes its done channel when it stops.
+func startCallers(ctx context.Context, j job, clients []*testutil.EchoClient, phase *atomic.Int32) []*caller {
+	if len(clients) == 0 {
+		return nil
+	}
+	callers := make([]*caller, j.Conc)
+	for i := range callers {
+		c := &caller{done: make(chan struct{})}
+		callers[i] = c
+		cli := clients[i%len(clients)]
+		go func() {
+			defer close(c.done)
+			if j.Mode == modeStream {
+				c.stream(ctx, cli, j.Payload, phase)
+			} else {
+				c.unary(ctx, cli, j.Payload, phase)
+			}
+		}()
+	}
+	return callers
+}
+
+// tally sums the callers' RPCs and latencies, once they have stopped; the
+// first caller error is returned.
+func tally(callers []*caller) (rpcs uint64, p50, p99, p999 time.Duration, err error) {
+	var lat hist
 	for _, c := range callers {
 		if c.err != nil {
-			return result{}, c.err
+			return 0, 0, 0, 0, c.err
 		}
 		lat.merge(&c.lat)
-		r.RPCs += c.rpcs
+		rpcs += c.rpcs
 	}
-	if r.RPCs == 0 {
-		return result{}, errors.New("no RPC completed while measuring")
+	if rpcs == 0 {
+		return 0, 0, 0, 0, errors.New("no RPC completed while measuring")
 	}
-	r.P50, r.P99, r.P999 = lat.quantile(0.50), lat.quantile(0.99), lat.quantile(0.999)
-	return r, nil
+	return rpcs, lat.quantile(0.50), lat.quantile(0.99), lat.quantile(0.999), nil
 }
 
 // unary calls Unary until the phase is phaseStop.

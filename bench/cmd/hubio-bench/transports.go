@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -37,24 +38,53 @@ const (
 )
 
 func knownTransport(name string) bool {
-	switch name {
+	switch name = baseTransport(name); name {
 	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
 		return true
 	}
 	return groupSize(name) > 0
 }
 
+// altSuffix marks a transport whose runs are made by the -alt binary, a
+// hubio-bench built from another commit: "hub@alt" is hub as that build has
+// it, interleaved round by round with this build's "hub" (a before/after
+// A/B in one run). The -alt binary must understand this build's jobs (build
+// it from this bench/ with the other commit's library).
+const altSuffix = "@alt"
+
+// baseTransport is name without altSuffix: the transport the child sets up.
+func baseTransport(name string) string { return strings.TrimSuffix(name, altSuffix) }
+
+// isAlt reports whether name's runs are the -alt binary's.
+func isAlt(name string) bool { return strings.HasSuffix(name, altSuffix) }
+
+// sides says which ends of the gRPC conns a process puts on the transport
+// under test (see -setup): both (today's set-up, one process), or the
+// server or the client alone, the other end being package net in another
+// process.
+type sides int
+
+const (
+	sideServer sides = 1 << iota // the server: listener and server options
+	sideClient                   // the client: dial options
+	sideBoth   = sideServer | sideClient
+)
+
 // endpoints is one transport's server listener and options and its client
-// dial options, set up inside a child process.
+// dial options, set up inside a child process; with sides other than
+// sideBoth, only one of the two.
 type endpoints struct {
-	lis        net.Listener
+	lis        net.Listener // nil without sideServer
 	serverOpts []grpc.ServerOption
-	dialOpts   []grpc.DialOption
+	dialOpts   []grpc.DialOption // without sideClient: package net's
+	// addr is the server's address: lis's, or the other process's server
+	// without sideServer (set by the caller).
+	addr string
 	// close releases what the transport holds beyond the listener and the
 	// conns (the hubs). Call it after the server and clients are closed.
 	close func()
-	// hubs are the hub transport's hubs (server's, client's); none for the
-	// other transports.
+	// hubs are the hub transport's hubs (server's, then client's, for the
+	// sides set up); none for the other transports.
 	hubs []*poller.Hub
 }
 
@@ -71,34 +101,50 @@ func (e *endpoints) hubStats() poller.Stats {
 
 // target is the address grpc.NewClient dials; passthrough hands it to the
 // dialer as it is, without a resolver.
-func (e *endpoints) target() string { return "passthrough:///" + e.lis.Addr().String() }
+func (e *endpoints) target() string { return "passthrough:///" + e.addr }
 
-// newEndpoints sets up transport name on 127.0.0.1.
+// newEndpoints sets up transport name on 127.0.0.1 for the sides given;
+// the other side, if any, stays package net's (grpc-go's defaults).
 //
 // The hub transport uses two hubs from poller.New, one for the server and
 // one for the client, as a server and a client in two processes would have:
 // a shared hub would run both sides' readiness through one loop goroutine,
 // which no real deployment does.
-func newEndpoints(name string) (*endpoints, error) {
+func newEndpoints(name string, on sides) (*endpoints, error) {
 	e := &endpoints{
 		dialOpts: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		close:    func() {},
 	}
+	srvSide, cliSide := on&sideServer != 0, on&sideClient != 0
 	const addr = "127.0.0.1:0"
 	var err error
 	switch name {
 	case transportStd:
-		e.lis, err = net.Listen("tcp", addr)
+		if srvSide {
+			e.lis, err = net.Listen("tcp", addr)
+		}
 	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
 		var serverHub, clientHub *poller.Hub
-		if serverHub, err = poller.New(); err != nil {
-			return nil, err
+		closeHubs := func() {
+			for _, h := range []*poller.Hub{serverHub, clientHub} {
+				if h != nil {
+					h.Close()
+				}
+			}
 		}
-		if clientHub, err = poller.New(); err != nil {
-			serverHub.Close()
-			return nil, err
+		if srvSide {
+			if serverHub, err = poller.New(); err != nil {
+				return nil, err
+			}
+			e.hubs = append(e.hubs, serverHub)
 		}
-		e.hubs = []*poller.Hub{serverHub, clientHub}
+		if cliSide {
+			if clientHub, err = poller.New(); err != nil {
+				closeHubs()
+				return nil, err
+			}
+			e.hubs = append(e.hubs, clientHub)
+		}
 		server, client := grpcopt.Config{Hub: serverHub}, grpcopt.Config{Hub: clientHub}
 		var mp *sdkmetric.MeterProvider
 		switch name {
@@ -112,8 +158,7 @@ func newEndpoints(name string) (*endpoints, error) {
 			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(collectingReader()))
 			var tel *telemetry.Telemetry
 			if tel, err = telemetry.New(telemetry.WithMeterProvider(mp), telemetry.WithWriteLatency(0)); err != nil {
-				serverHub.Close()
-				clientHub.Close()
+				closeHubs()
 				return nil, err
 			}
 			server.Telemetry, client.Telemetry = tel, tel
@@ -123,33 +168,43 @@ func newEndpoints(name string) (*endpoints, error) {
 			server.Metrics, client.Metrics = true, true
 		}
 		e.close = func() {
-			serverHub.Close()
-			clientHub.Close()
+			closeHubs()
 			if mp != nil {
 				mp.Shutdown(context.Background())
 			}
 		}
-		if e.lis, err = server.Listen("tcp", addr); err != nil {
-			e.close()
-			return nil, err
+		if srvSide {
+			if e.lis, err = server.Listen("tcp", addr); err != nil {
+				e.close()
+				return nil, err
+			}
+			e.serverOpts = append(e.serverOpts, server.ServerOption(nil))
 		}
-		e.serverOpts = append(e.serverOpts, server.ServerOption(nil))
-		e.dialOpts = append(e.dialOpts, client.DialOption())
+		if cliSide {
+			e.dialOpts = append(e.dialOpts, client.DialOption())
+		}
 	case transportThreads:
-		var l *threads.Listener
-		if l, err = threads.Listen(addr); err == nil {
-			e.lis = l
+		if srvSide {
+			var l *threads.Listener
+			if l, err = threads.Listen(addr); err == nil {
+				e.lis = l
+			}
 		}
-		e.dialOpts = append(e.dialOpts, grpc.WithContextDialer(threads.Dial))
+		if cliSide {
+			e.dialOpts = append(e.dialOpts, grpc.WithContextDialer(threads.Dial))
+		}
 	default:
 		if n := groupSize(name); n > 1 {
-			err = newGroupEndpoints(e, n)
+			err = newGroupEndpoints(e, n, on)
 			break
 		}
 		return nil, fmt.Errorf("unknown transport %q", name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if e.lis != nil {
+		e.addr = e.lis.Addr().String()
 	}
 	return e, nil
 }
