@@ -24,7 +24,8 @@ import (
 // listener of your own, to admit conns.
 
 // admit applies the Config's Admission, if any, to l: the Admission's
-// decisions, its metrics (unless NoTelemetry), and a warning logged once
+// decisions, its metrics (when the Config records any: see Config.Metrics),
+// and a warning logged once
 // per reason per listener the first time a conn is refused or the listener
 // pauses for it.
 func (c Config) admit(l *transport.Listener) {

@@ -82,10 +82,17 @@ type Config struct {
 	// share one add up.
 	Stats *ServerCounters
 
-	// MeterProvider receives the metrics of the hub and of every conn these
-	// options create (see package telemetry); nil means
-	// otel.GetMeterProvider(). Telemetry, if set, is used instead, with
-	// its own options; NoTelemetry turns both off.
+	// Telemetry: the metrics of the hub and of every conn these options
+	// create (see package telemetry) are off unless one of the next three
+	// fields turns them on: with an OpenTelemetry SDK installed they cost
+	// 1–3% of CPU per RPC with one caller per conn (docs/telemetry.md,
+	// Cost). Metrics records through otel.GetMeterProvider(), the global
+	// provider, which hands everything to the provider the program
+	// installs with otel.SetMeterProvider, before or after its first
+	// conn. MeterProvider, if set, receives them instead; Telemetry, if
+	// set, is used instead of both, with its own options. NoTelemetry
+	// turns all three off.
+	Metrics       bool
 	MeterProvider metric.MeterProvider
 	Telemetry     *telemetry.Telemetry
 	NoTelemetry   bool

@@ -6,7 +6,8 @@ import (
 )
 
 // instrument makes a new hub conn, and its hub, report metrics as the
-// Config says (by default through otel.GetMeterProvider()). With a Group,
+// Config says (by default not at all; Metrics: through
+// otel.GetMeterProvider()). With a Group,
 // every live hub of it is instrumented from the first conn on, each
 // labelled with its index (telemetry.AttrHubIndex), so an idle hub of the
 // group reports too. Metrics never fail a connection: an error here
@@ -24,14 +25,19 @@ func (c Config) instrument(hc *transport.Conn) {
 	}
 }
 
-// telemetry returns the Telemetry the Config records through, nil with
-// NoTelemetry or when the provider refused the instruments.
+// telemetry returns the Telemetry the Config records through (its conns
+// and its Admission's listeners alike): nil with NoTelemetry, by default
+// (neither Metrics, MeterProvider nor Telemetry set), or when the provider
+// refused the instruments.
 func (c Config) telemetry() *telemetry.Telemetry {
 	if c.NoTelemetry {
 		return nil
 	}
 	if c.Telemetry != nil {
 		return c.Telemetry
+	}
+	if c.MeterProvider == nil && !c.Metrics {
+		return nil // off by default: see Config.Metrics
 	}
 	t, err := telemetry.ForProvider(c.MeterProvider)
 	if err != nil {

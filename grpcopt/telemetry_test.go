@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
@@ -77,6 +78,70 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 			}
 		}
 		cc.Close()
+	}
+}
+
+// TestTelemetryIsOptIn: a Config that names no provider instruments
+// nothing (the hub never gets an observer, so its LoopTime stays at zero),
+// and Metrics records through the global provider, into the SDK provider
+// the program installs with otel.SetMeterProvider.
+func TestTelemetryIsOptIn(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { mp.Shutdown(context.Background()) })
+	otel.SetMeterProvider(mp) // for the rest of this test binary: nothing else records through it
+	created := func() int64 {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		n := int64(0)
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				if s, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == telemetry.MetricConnectionsCreated {
+					for _, dp := range s.DataPoints {
+						n += dp.Value
+					}
+				}
+			}
+		}
+		return n
+	}
+	for _, on := range []bool{false, true} {
+		h := hubtest.NewHubUnchecked(t)
+		cfg := grpcopt.Config{Hub: h, Metrics: on}
+		before := created()
+		lis, err := cfg.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveEcho(t, lis)
+		cc, err := grpc.NewClient(lis.Addr().String(),
+			grpc.WithTransportCredentials(insecure.NewCredentials()), cfg.DialOption())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if _, err := testutil.NewEchoClient(cc).Unary(ctx, make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		busy, idle := h.LoopTime()
+		n := created() - before
+		cc.Close()
+		if !on {
+			if busy != 0 || idle != 0 || n != 0 {
+				t.Errorf("default Config: hub LoopTime %v, %v and %d conns created in the SDK; want nothing instrumented", busy, idle, n)
+			}
+			continue
+		}
+		if busy+idle == 0 {
+			t.Errorf("Metrics: the hub has no observer (LoopTime zero)")
+		}
+		if n != 2 {
+			t.Errorf("Metrics: connections_created grew by %d after one client conn to one server, want 2", n)
+		}
 	}
 }
 

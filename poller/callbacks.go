@@ -60,6 +60,7 @@ func (h *Hub) onHubThread() bool {
 // thread's id, so that a Close from a callback can tell it is one (see
 // waitStopped); leaveCallbacks undoes it. Hub goroutine only.
 func (h *Hub) enterCallbacks() {
+	h.obs.ranCallbacks() // a pass with callbacks measures its busy time
 	runtime.LockOSThread()
 	h.cbThread.Store(threadID())
 }

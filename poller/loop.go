@@ -63,7 +63,7 @@ func (h *Hub) loop() {
 func (h *Hub) loopBlock() {
 	for !h.closing.Load() {
 		var next int64
-		h.due, next = h.runTimers(h.due)
+		h.due, next = h.runTimers(h.due, 0)
 		timeout := -1
 		if next != 0 {
 			// Round up: a timer never fires early.
@@ -106,12 +106,13 @@ func (h *Hub) loopPark() {
 // until the ready list is empty, set the deadline for the next timer, and
 // report whether the loop must stop.
 func (h *Hub) pass() bool {
-	h.obs.unpark()
+	woke := h.obs.unpark() // the pass's first clock reading, if it took one
 	for {
 		if h.closing.Load() {
 			return true
 		}
-		h.due, _ = h.runTimers(h.due)
+		h.due, _ = h.runTimers(h.due, woke)
+		woke = 0 // a later turn of this loop reads the clock afresh
 		if n := h.poll(0); n == h.batch {
 			continue // the batch was full: more may be ready
 		}

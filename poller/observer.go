@@ -117,7 +117,12 @@ func (os observers) HandOff(d time.Duration) {
 // LoopTime returns how long the hub goroutine has been busy and how long it
 // has been parked waiting for events since the first SetObserver, as Node's
 // event-loop utilization counts them: utilization over an interval is
-// Δbusy / (Δbusy + Δidle). Both are zero before SetObserver.
+// Δbusy / (Δbusy + Δidle). Both are zero before SetObserver. Both only
+// grow and add up to the time since SetObserver. A pass of the loop that
+// runs callbacks is timed exactly; the busy time of a pass that only
+// harvests events and wakes waiters is measured in one such pass in 16,
+// at random, and taken as their running mean in the others, which saves
+// a clock read per wake-up (see observing.park).
 func (h *Hub) LoopTime() (busy, idle time.Duration) {
 	since := h.obs.since.Load()
 	if since == 0 {
@@ -126,7 +131,9 @@ func (h *Hub) LoopTime() (busy, idle time.Duration) {
 	n := now()
 	i := h.obs.idle.Load()
 	if at := h.obs.parkedAt.Load(); at != 0 {
-		i += n - at
+		i += max(n-at, 0) // at may be an estimate (see observing.park)
+	} else if end := h.obs.estEnd.Load(); end != 0 {
+		i += max(n-end, 0) // an estimated pass running past its estimate
 	}
 	total := n - since
 	i = min(max(i, 0), total)
@@ -143,37 +150,106 @@ type observerBox struct {
 // observing is a hub's telemetry state.
 //
 // Ownership: box is stored by SetObserver (any goroutine) and loaded by
-// everyone. tick is the hub goroutine's. idle and parkedAt are written by
-// the hub goroutine only and read by LoopTime. queuedAt is written under
-// the hub's qmu. since is set once.
+// everyone. tick, woke, busyEst and rng are the hub goroutine's. idle,
+// parkedAt and estEnd are written by the hub goroutine only and read by
+// LoopTime. queuedAt is written under the hub's qmu. since is set once.
 type observing struct {
 	box      atomic.Pointer[observerBox]
 	tick     uint32       // hand-offs delivered since the last sampled one
 	since    atomic.Int64 // hub clock of the first SetObserver; 0 before
 	idle     atomic.Int64 // ns parked, over the parks that have ended
-	parkedAt atomic.Int64 // hub clock at which the current park began; 0 while running
+	parkedAt atomic.Int64 // hub clock at which the current park began (maybe estimated); 0 while running
 	queuedAt int64        // hub clock at which the queue became non-empty; under qmu
 	// lastDelay is the latest loop delay measured (ns), observer or not;
 	// written by the hub goroutine, read by Hub.LoopDelay (loopdelay.go).
 	lastDelay atomic.Int64
+
+	// Loop-time accounting reads the clock once per wake-up, in unpark (a
+	// reading that pass hands on to runTimers), and again only where it
+	// must; see park.
+	estEnd  atomic.Int64 // while running an estimated pass: woke+busyEst, its assumed park; else 0
+	woke    int64        // hub clock read by the last unpark
+	busyEst int64        // ns: running mean busy time of the sampled estimated passes
+	rng     uint32       // xorshift state choosing the sampled passes; never 0 once used
 }
+
+// parkSampleEvery: one estimated pass in this many (at random) reads the
+// clock at its park, to keep busyEst; see park.
+const parkSampleEvery = 16
 
 // on returns the observer box, or nil when nobody observes.
 func (s *observing) on() *observerBox { return s.box.Load() }
 
 // park notes that the hub goroutine is about to wait for events. Hub
 // goroutine only.
+//
+// Loop-time accounting. A pass of the loop that only harvests events and
+// wakes waiters does bounded work, and at low load such passes run several
+// times per RPC, each paying for clock reads (20–300 ns). So a pass is
+// "estimated" from its wake-up (unpark) until it runs a callback: its
+// park is taken to begin at estEnd, busyEst after its wake-up, without a
+// clock read, and LoopTime counts the time after estEnd as idle even
+// while the pass still runs. One estimated pass in parkSampleEvery, at
+// random, reads the clock at its park to keep busyEst the running mean of
+// their busy times, so busy and idle are unbiased over many passes. A pass
+// that runs callbacks (AfterFunc, Schedule: arbitrary work, the stalls
+// utilization exists to show) becomes exact at its first callback
+// (ranCallbacks) and reads the clock at its park, as does the first park
+// after SetObserver. Every transition keeps LoopTime's idle and busy
+// continuous and non-decreasing in time (the estimate moves time between
+// them only before it is reported), and a pass's error is at most its
+// own busy time.
 func (s *observing) park() {
-	if s.on() != nil {
+	if s.on() == nil {
+		if s.estEnd.Load() != 0 {
+			s.estEnd.Store(0) // SetObserver(nil): count nothing as idle
+		}
+		return
+	}
+	end := s.estEnd.Load()
+	if end == 0 { // exact pass, or the first park
 		s.parkedAt.Store(now())
+		return
+	}
+	s.parkedAt.Store(end)
+	s.estEnd.Store(0)
+	if s.rng == 0 {
+		s.rng = uint32(s.woke) | 1
+	}
+	s.rng ^= s.rng << 13
+	s.rng ^= s.rng >> 17
+	s.rng ^= s.rng << 5
+	if s.rng%parkSampleEvery == 0 {
+		// An exponentially weighted mean (weight 1/8): it follows a
+		// change of load within a few dozen samples.
+		s.busyEst += (now() - s.woke - s.busyEst) / 8
 	}
 }
 
-// unpark ends the current park, if any. Hub goroutine only.
-func (s *observing) unpark() {
-	if at := s.parkedAt.Load(); at != 0 {
-		s.idle.Add(now() - at)
-		s.parkedAt.Store(0)
+// unpark ends the current park, if any, and returns the hub clock it read
+// (0 when there was no park to end, and no reading). The pass it starts is
+// estimated (see park). Hub goroutine only.
+func (s *observing) unpark() int64 {
+	at := s.parkedAt.Load()
+	if at == 0 {
+		return 0
+	}
+	n := now()
+	s.woke = n
+	s.estEnd.Store(n + s.busyEst + 1) // never 0
+	s.idle.Add(max(n-at, 0))          // at is estEnd where park did not read the clock
+	s.parkedAt.Store(0)
+	return n
+}
+
+// ranCallbacks makes the current pass exact: it is about to run callbacks.
+// The time after estEnd already counts as idle (LoopTime may have reported
+// it), so it is committed as idle; from here the pass counts as busy until
+// its park reads the clock. Hub goroutine only.
+func (s *observing) ranCallbacks() {
+	if end := s.estEnd.Load(); end != 0 {
+		s.idle.Add(max(now()-end, 0))
+		s.estEnd.Store(0)
 	}
 }
 

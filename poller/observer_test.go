@@ -157,3 +157,89 @@ func TestAddObserverKeepsTheFirst(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopTimeUnderEventsOnly: passes that only harvest events and wake a
+// waiter (no callbacks) have their busy time sampled, one in 16, and
+// estimated in the others. Busy and idle must still both only grow, add up
+// to the time since SetObserver, and busy must grow with the passes.
+func TestLoopTimeUnderEventsOnly(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		// Ping-pong between this goroutine and an echo goroutine over two
+		// pipes: each side waits through the hub for the other's byte, so
+		// every round takes hub passes that only deliver readiness.
+		r1, w1 := pipe(t)
+		r2, w2 := pipe(t)
+		reg1, err := h.Register(r1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg1.Deregister)
+		reg2, err := h.Register(r2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(reg2.Deregister)
+		readOne := func(reg *poller.Registration, fd int) error {
+			var buf [1]byte
+			for {
+				if err := reg.Prepare(poller.Read); err != nil {
+					return err
+				}
+				if _, err := unix.Read(fd, buf[:]); err != unix.EAGAIN {
+					return err
+				}
+				if err := reg.Wait(poller.Read); err != nil {
+					return err
+				}
+			}
+		}
+		const rounds = 2000
+		echoed := make(chan error, 1)
+		go func() {
+			for range rounds {
+				if err := readOne(reg1, r1); err != nil {
+					echoed <- err
+					return
+				}
+				if _, err := unix.Write(w2, []byte{1}); err != nil {
+					echoed <- err
+					return
+				}
+			}
+			echoed <- nil
+		}()
+		h.SetObserver(&recorder{}, 0)
+		start := time.Now()
+		busy0, idle0 := h.LoopTime()
+		lastBusy, lastIdle := busy0, idle0
+		for i := range rounds {
+			if _, err := unix.Write(w1, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			if err := readOne(reg2, r2); err != nil {
+				t.Fatal(err)
+			}
+			if i%50 == 0 {
+				busy, idle := h.LoopTime()
+				if busy < lastBusy || idle < lastIdle {
+					t.Fatalf("round %d: LoopTime went from (%v, %v) to (%v, %v)", i, lastBusy, lastIdle, busy, idle)
+				}
+				lastBusy, lastIdle = busy, idle
+			}
+		}
+		if err := <-echoed; err != nil {
+			t.Fatal(err)
+		}
+		busy, idle := h.LoopTime()
+		elapsed := time.Since(start)
+		if busy < lastBusy || idle < lastIdle {
+			t.Fatalf("LoopTime went from (%v, %v) to (%v, %v)", lastBusy, lastIdle, busy, idle)
+		}
+		if d := (busy - busy0) + (idle - idle0); d <= 0 || d > elapsed+time.Millisecond {
+			t.Errorf("busy+idle grew by %v over %v", d, elapsed)
+		}
+		if busy == busy0 {
+			t.Errorf("busy stayed at %v over %d rounds (%d polls)", busy, rounds, h.Stats().Iterations)
+		}
+	})
+}

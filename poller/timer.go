@@ -57,10 +57,26 @@ type timer struct {
 type timers struct {
 	mu   sync.Mutex
 	heap []*timer
-	// n mirrors len(heap), written under mu: the hub reads it without the
-	// lock to skip timer work when there is none. A timer added after a
-	// read of zero signals the hub, which then looks again.
-	n atomic.Int64
+	// n mirrors len(heap), and first the earliest when (0 for none),
+	// both written under mu: the hub reads them without the lock to skip
+	// timer work when nothing is due, which is most wake-ups of a hub
+	// with long timers pending (telemetry's, idle conns' deadlines). A
+	// timer added after such a read as the earliest signals the hub,
+	// which then looks again; one removed after it only makes the hub
+	// look, or wake, once for nothing.
+	n     atomic.Int64
+	first atomic.Int64
+}
+
+// publish updates n and first after a change of the heap. Must be called
+// with mu held.
+func (ts *timers) publish() {
+	ts.n.Store(int64(len(ts.heap)))
+	var first int64
+	if len(ts.heap) > 0 {
+		first = ts.heap[0].when
+	}
+	ts.first.Store(first)
 }
 
 // add schedules t at w, or moves it there if it is already pending, and
@@ -73,9 +89,9 @@ func (ts *timers) add(t *timer, w int64) (earliest bool) {
 	} else {
 		t.idx = len(ts.heap)
 		ts.heap = append(ts.heap, t)
-		ts.n.Store(int64(len(ts.heap)))
 		ts.up(t.idx)
 	}
+	ts.publish()
 	return t.idx == 0
 }
 
@@ -92,11 +108,11 @@ func (ts *timers) remove(t *timer) bool {
 	}
 	ts.heap[last] = nil
 	ts.heap = ts.heap[:last]
-	ts.n.Store(int64(last))
 	t.idx = -1
 	if i != last {
 		ts.fix(i)
 	}
+	ts.publish()
 	return true
 }
 
@@ -201,16 +217,25 @@ func (h *Hub) stopTimer(t *timer) bool {
 	return ok
 }
 
-// runTimers runs the timers that are due and returns the hub-clock time of
-// the next one (0 if none). Hub goroutine only. due is scratch space.
-// AfterFunc callbacks, which may call Close, run between enterCallbacks and
-// leaveCallbacks; deadline wakes run without that cost.
-func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
-	if h.tm.n.Load() == 0 {
+// runTimers runs the timers that are due at hub clock n, or now if n is 0,
+// and returns the hub-clock time of the next one (0 if none). Hub goroutine
+// only. due is scratch space. n lets pass share the reading its loop-time
+// accounting took an instant before (observing.unpark): one clock read per
+// wake-up instead of two. AfterFunc callbacks, which may call Close, run
+// between enterCallbacks and leaveCallbacks; deadline wakes run without
+// that cost.
+func (h *Hub) runTimers(due []*timer, n int64) ([]*timer, int64) {
+	first := h.tm.first.Load()
+	if first == 0 {
 		return due[:0], 0
 	}
+	if n == 0 {
+		n = now()
+	}
+	if first > n {
+		return due[:0], first // nothing due: no lock (see timers.first)
+	}
 	h.tm.mu.Lock()
-	n := now()
 	late := h.tm.late(n)
 	due, next := h.tm.popExpired(n, due[:0])
 	h.tm.mu.Unlock()
@@ -240,14 +265,6 @@ func (h *Hub) runTimers(due []*timer) ([]*timer, int64) {
 }
 
 // nextTimer returns the hub-clock time of the earliest timer, 0 if none.
-func (h *Hub) nextTimer() int64 {
-	if h.tm.n.Load() == 0 {
-		return 0
-	}
-	h.tm.mu.Lock()
-	defer h.tm.mu.Unlock()
-	if len(h.tm.heap) == 0 {
-		return 0
-	}
-	return h.tm.heap[0].when
-}
+// It reads timers.first, without the lock: a timer added later as the
+// earliest signals the hub.
+func (h *Hub) nextTimer() int64 { return h.tm.first.Load() }

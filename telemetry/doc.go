@@ -17,14 +17,18 @@
 // timestamped with SO_TIMESTAMPING and the hub reads the timestamps from
 // the socket's error queue (transport.Conn.EnableWriteTimestamps).
 //
-// grpcopt instruments every hub and conn it creates, through
-// otel.GetMeterProvider() unless its Config says otherwise. Programs that
+// grpcopt instruments every hub and conn it creates once its Config turns
+// telemetry on (Metrics: through otel.GetMeterProvider(); or MeterProvider,
+// or Telemetry); it is off by default, for what it costs with an SDK
+// installed at low load (docs/telemetry.md). Programs that
 // use transport and poller directly call InstrumentHub and InstrumentConn
 // (or the methods of a Telemetry built with New).
 //
 // Cost: a conn counts each syscall's size in its own histogram (one atomic
 // addition), handed to the SDK's grpc.tcp.write_size and read_size when a
 // reader collects, so no SDK code runs on the syscall path; a hub pays a
-// few atomic operations and two clock reads per wake-up. Recording
-// allocates nothing. docs/telemetry.md gives the measured cost.
+// few atomic operations and one clock read per wake-up (poller.Hub.LoopTime
+// times passes that run callbacks exactly and samples the others' busy
+// time). Recording allocates nothing. docs/telemetry.md gives the measured
+// cost.
 package telemetry

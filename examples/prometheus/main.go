@@ -6,10 +6,11 @@
 //	curl -s 127.0.0.1:9464/metrics | grep -E '^(grpc_tcp|hubio_hub)'
 //
 // The program installs an SDK MeterProvider as the global one
-// (otel.SetMeterProvider), which is where grpcopt records by default; it
-// builds its own telemetry.Telemetry only to sample TCP_INFO more often
-// than A80's 5 minutes, so that a short demo shows the grpc.tcp.* TCP_INFO
-// metrics.
+// (otel.SetMeterProvider), which is where grpcopt records with
+// Config.Metrics (telemetry is off by default); it builds its own
+// telemetry.Telemetry instead (Config.Telemetry) only to sample TCP_INFO
+// more often than A80's 5 minutes, so that a short demo shows the
+// grpc.tcp.* TCP_INFO metrics.
 package main
 
 import (

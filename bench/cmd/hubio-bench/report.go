@@ -134,8 +134,9 @@ func cell(err error) string {
 }
 
 // writeTelemetryCost writes what telemetry costs per case: RPCs/s and
-// allocations per RPC of hub (no MeterProvider installed) and hub-sdk (an
-// SDK provider) against hub-notel (no telemetry), from the same run.
+// allocations per RPC of hub-global (on, no MeterProvider installed), hub
+// (grpcopt's default: off) and hub-sdk (an SDK provider) against hub-notel
+// (no telemetry), from the same run.
 // Nothing unless hub-notel and one of the others ran.
 func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 	base := slices.Index(cfg.transports, transportHubNoTel)
@@ -143,7 +144,7 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 		return
 	}
 	var cols []int
-	for _, name := range []string{transportHub, transportHubSDK, transportHubSDKWLat} {
+	for _, name := range []string{transportHubGlobal, transportHub, transportHubSDK, transportHubSDKWLat} {
 		if i := slices.Index(cfg.transports, name); i >= 0 {
 			cols = append(cols, i)
 		}
@@ -176,7 +177,7 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nTelemetry cost: RPCs/s relative to hub-notel (no telemetry) and extra allocations per RPC; "+
-		"hub records with no MeterProvider installed, hub-sdk into an OpenTelemetry SDK provider, "+
+		"hub-global records with no MeterProvider installed, hub (grpcopt's default) records nothing, hub-sdk into an OpenTelemetry SDK provider, "+
 		"hub-sdk-wlat as hub-sdk with A80's write latencies (SO_TIMESTAMPING on one write in 1000).")
 }
 

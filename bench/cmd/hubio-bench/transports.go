@@ -23,12 +23,15 @@ const (
 	transportStd     = "std"
 	transportHub     = "hub"
 	transportThreads = "threads"
-	// The hub transport again, for the telemetry cost (-metrics): hub
-	// records through otel.GetMeterProvider() with no provider installed
-	// (grpcopt's default), hub-sdk through an OpenTelemetry SDK provider
-	// with a ManualReader, hub-notel not at all (Config.NoTelemetry).
-	transportHubSDK   = "hub-sdk"
-	transportHubNoTel = "hub-notel"
+	// The hub transport again, for the telemetry cost (-metrics). hub is
+	// grpcopt's default, which records nothing (telemetry is opt-in);
+	// hub-global records through otel.GetMeterProvider() with no provider
+	// installed (Config.Metrics), hub-sdk through an OpenTelemetry SDK
+	// provider with a periodic reader, hub-notel not at all
+	// (Config.NoTelemetry).
+	transportHubSDK    = "hub-sdk"
+	transportHubNoTel  = "hub-notel"
+	transportHubGlobal = "hub-global"
 	// hub-sdk-wlat is hub-sdk with A80's write latencies on
 	// (SO_TIMESTAMPING on one write in 1000, telemetry.WithWriteLatency).
 	transportHubSDKWLat = "hub-sdk-wlat"
@@ -36,7 +39,7 @@ const (
 
 func knownTransport(name string) bool {
 	switch name = baseTransport(name); name {
-	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat:
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
 		return true
 	}
 	return groupSize(name) > 0
@@ -120,7 +123,7 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 		if srvSide {
 			e.lis, err = net.Listen("tcp", addr)
 		}
-	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat:
+	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
 		var serverHub, clientHub *poller.Hub
 		closeHubs := func() {
 			for _, h := range []*poller.Hub{serverHub, clientHub} {
@@ -161,6 +164,8 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 			server.Telemetry, client.Telemetry = tel, tel
 		case transportHubNoTel:
 			server.NoTelemetry, client.NoTelemetry = true, true
+		case transportHubGlobal:
+			server.Metrics, client.Metrics = true, true
 		}
 		e.close = func() {
 			closeHubs()
