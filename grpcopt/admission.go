@@ -25,9 +25,8 @@ import (
 
 // admit applies the Config's Admission, if any, to l: the Admission's
 // decisions, its metrics (when the Config records any: see Config.Metrics),
-// and a warning logged once
-// per reason per listener the first time a conn is refused or the listener
-// pauses for it.
+// and a warning logged once per reason per listener the first time a conn
+// is refused or the listener pauses for it.
 func (c Config) admit(l *transport.Listener) {
 	a := c.Admission
 	if a == nil {
