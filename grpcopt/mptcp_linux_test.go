@@ -20,36 +20,13 @@ import (
 	"github.com/hubio/hubio/testutil"
 )
 
-// requireMPTCP skips the test unless the kernel serves MPTCP on loopback: a
-// socket of protocol IPPROTO_MPTCP can be opened (it fails with
-// EPROTONOSUPPORT or EINVAL without kernel support, ENOPROTOOPT with
-// net.mptcp.enabled=0), and a package net MPTCP dial to a package net
-// listener gives a conn that uses MPTCP. It reports whether such a socket
-// refuses TCP_USER_TIMEOUT (Linux up to at least 6.18 does), that is,
-// whether hub conns must count a refused option.
+// requireMPTCP skips the test unless the kernel serves MPTCP on loopback
+// (hubtest.MPTCPPair). It reports whether an MPTCP socket refuses
+// TCP_USER_TIMEOUT (Linux up to at least 6.18 does), that is, whether hub
+// conns must count a refused option.
 func requireMPTCP(t *testing.T) (refusesUserTimeout bool) {
 	t.Helper()
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
-	if err != nil {
-		t.Skipf("no MPTCP here: socket(IPPROTO_MPTCP): %v", err)
-	}
-	unix.Close(s)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	c, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	tc := c.(*net.TCPConn)
-	if using, err := tc.MultipathTCP(); !using {
-		t.Skipf("no MPTCP on loopback: a package net MPTCP dial gives MultipathTCP() = false, %v", err)
-	}
+	tc, _ := hubtest.MPTCPPair(t)
 	rc, err := tc.SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ package telemetry_test
 
 import (
 	"context"
-	"net"
 	"testing"
 
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -81,23 +80,7 @@ func TestSizeBucketsStartAboveZero(t *testing.T) {
 func TestWriteLatencyRefusedOnMPTCPIsCounted(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithWriteLatency(1))
 	h := hubtest.NewHub(t)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(true)
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	dialed, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dialed.Close() })
-	if using, err := dialed.(*net.TCPConn).MultipathTCP(); !using || err != nil {
-		t.Skipf("this kernel does not use MPTCP on loopback (MultipathTCP() = %v, %v)", using, err)
-	}
+	dialed, _ := hubtest.MPTCPPair(t) // skips without MPTCP on loopback
 	nc, err := transport.NewConn(h, dialed)
 	if err != nil {
 		t.Fatal(err)

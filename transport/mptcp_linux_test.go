@@ -14,41 +14,12 @@ import (
 	"github.com/hubio/hubio/transport"
 )
 
-// requireMPTCP skips the test unless the kernel serves MPTCP on loopback:
-// a socket of protocol IPPROTO_MPTCP can be opened (it fails with
-// EPROTONOSUPPORT or EINVAL without kernel support, ENOPROTOOPT with
-// net.mptcp.enabled=0), and a package net MPTCP dial to a package net
-// listener gives a conn that uses MPTCP.
-func requireMPTCP(t *testing.T) {
-	t.Helper()
-	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_MPTCP)
-	if err != nil {
-		t.Skipf("no MPTCP here: socket(IPPROTO_MPTCP): %v", err)
-	}
-	unix.Close(s)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	c, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if using, err := c.(*net.TCPConn).MultipathTCP(); !using {
-		t.Skipf("no MPTCP on loopback: a package net MPTCP dial gives MultipathTCP() = false, %v", err)
-	}
-}
-
 // TestDialerMultipathTCP: a Dialer given SetMultipathTCP(true) dials MPTCP
 // as net.Dialer does, both ends use it, the conn carries data, and the
 // options the dial sets are best-effort: an MPTCP socket that refuses one
 // (TCP_USER_TIMEOUT) still dials.
 func TestDialerMultipathTCP(t *testing.T) {
-	requireMPTCP(t)
+	hubtest.MPTCPPair(t) // skips without MPTCP on loopback
 	h := hubtest.NewHub(t)
 	for _, tc := range []struct {
 		name string

@@ -3,7 +3,6 @@
 package transport_test
 
 import (
-	"context"
 	"errors"
 	"net"
 	"os"
@@ -20,23 +19,7 @@ import (
 // leaves the conn working.
 func TestWriteTimestampsRefusedOnMPTCP(t *testing.T) {
 	h := hubtest.NewHub(t)
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(true)
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	dialed, err := d.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dialed.Close() })
-	if using, err := dialed.(*net.TCPConn).MultipathTCP(); !using || err != nil {
-		t.Skipf("this kernel does not use MPTCP on loopback (MultipathTCP() = %v, %v)", using, err)
-	}
+	dialed, acc := hubtest.MPTCPPair(t) // skips without MPTCP on loopback
 	nc, err := transport.NewConn(h, dialed)
 	if err != nil {
 		t.Fatal(err)
@@ -52,11 +35,6 @@ func TestWriteTimestampsRefusedOnMPTCP(t *testing.T) {
 	if s := c.WriteTimestampStats(); s != (transport.WriteTimestampStats{}) {
 		t.Errorf("refused conn's timestamp stats %+v, want zeros", s)
 	}
-	acc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { acc.Close() })
 	if _, err := c.Write([]byte("still works")); err != nil {
 		t.Fatal(err)
 	}
