@@ -2,8 +2,9 @@
 // share, as grpc-go's internal/grpctest serves its packages: a leak check
 // for goroutines and fds, run per test (Check) and per test binary
 // (VerifyTestMain), a hub closed at cleanup whose test is leak-checked
-// (NewHub) or not (NewHubUnchecked), and waits on conditions (WaitFor,
-// Eventually).
+// (NewHub) or not (NewHubUnchecked), waits on conditions (WaitFor,
+// Eventually), and a Multipath TCP pair on loopback, or a skip where the
+// kernel has none (MPTCPPair).
 //
 // It imports poller, so only external test packages (package x_test) can
 // use it from poller's own tests. Its exported counterparts for users are
