@@ -2,6 +2,7 @@ package grpcopt_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,15 +82,30 @@ func TestConfigMeterProviderGetsRPCMetrics(t *testing.T) {
 	}
 }
 
+// globalSDK is the SDK provider installed as the global one, once per test
+// binary: the global provider delegates to the first one installed only, so
+// a second install (go test -count=2) would never see a record.
+var globalSDK struct {
+	once   sync.Once
+	reader *sdkmetric.ManualReader
+}
+
+// globalSDKReader installs the global SDK provider on first use (nothing
+// else in this binary records through it) and returns its reader.
+func globalSDKReader() *sdkmetric.ManualReader {
+	globalSDK.once.Do(func() {
+		globalSDK.reader = sdkmetric.NewManualReader()
+		otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(globalSDK.reader)))
+	})
+	return globalSDK.reader
+}
+
 // TestTelemetryIsOptIn: a Config that names no provider instruments
 // nothing (the hub never gets an observer, so its LoopTime stays at zero),
 // and Metrics records through the global provider, into the SDK provider
 // the program installs with otel.SetMeterProvider.
 func TestTelemetryIsOptIn(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	t.Cleanup(func() { mp.Shutdown(context.Background()) })
-	otel.SetMeterProvider(mp) // for the rest of this test binary: nothing else records through it
+	reader := globalSDKReader()
 	created := func() int64 {
 		t.Helper()
 		var rm metricdata.ResourceMetrics
