@@ -15,7 +15,6 @@ import (
 
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/internal/hubtest"
-	"github.com/hubio/hubio/testutil"
 )
 
 // TestKeepaliveSetTheGRPCGoWay pins the README's table: keepalive given to
@@ -63,28 +62,12 @@ func TestKeepaliveSetTheGRPCGoWay(t *testing.T) {
 			cc, err := grpc.NewClient(lis.Addr().String(),
 				grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: tc.time, Timeout: 10 * time.Second}),
-				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-					c, err := dialer(ctx, addr)
-					if err != nil {
-						return nil, err
-					}
-					return dialed.add(c), nil
-				}))
+				recordDials(dialer, &dialed))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cc.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("ok")); err != nil {
-				t.Fatal(err)
-			}
-			if got := userTimeout(t, accepted.only(t)); got != tc.srv {
-				t.Errorf("server TCP_USER_TIMEOUT = %d ms, want %d", got, tc.srv)
-			}
-			if got := userTimeout(t, dialed.only(t)); got != tc.cli {
-				t.Errorf("client TCP_USER_TIMEOUT = %d ms, want %d", got, tc.cli)
-			}
+			checkUserTimeouts(t, cc, &accepted, &dialed, tc.srv, tc.cli)
 		})
 	}
 }

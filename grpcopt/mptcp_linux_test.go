@@ -47,14 +47,10 @@ func mptcpClient(t *testing.T, addr string, dial func(context.Context, string) (
 	conns := new(recorder)
 	all := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		recordDials(func(ctx context.Context, a string) (net.Conn, error) {
 			dials.Add(1)
-			c, err := dial(ctx, a)
-			if err != nil {
-				return nil, err
-			}
-			return conns.add(c), nil
-		}),
+			return dial(ctx, a)
+		}, conns),
 	}, opts...)
 	cc, err := grpc.NewClient(addr, all...)
 	if err != nil {

@@ -67,6 +67,35 @@ func (r *recorder) only(t *testing.T) net.Conn {
 	return r.conns[0]
 }
 
+// recordDials is a context dialer that dials with dial and records each
+// conn it returns in rec.
+func recordDials(dial func(context.Context, string) (net.Conn, error), rec *recorder) grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := dial(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rec.add(c), nil
+	})
+}
+
+// checkUserTimeouts makes one RPC on cc, then checks the TCP_USER_TIMEOUT
+// (ms) of the one server conn and the one client conn recorded.
+func checkUserTimeouts(t *testing.T, cc *grpc.ClientConn, accepted, dialed *recorder, server, client int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if got := userTimeout(t, accepted.only(t)); got != server {
+		t.Errorf("server conn TCP_USER_TIMEOUT = %d ms, want %d", got, server)
+	}
+	if got := userTimeout(t, dialed.only(t)); got != client {
+		t.Errorf("client conn TCP_USER_TIMEOUT = %d ms, want %d", got, client)
+	}
+}
+
 // TestHubConnsGetGRPCUserTimeout: hub conns carry the TCP_USER_TIMEOUT
 // grpc-go sets on a *net.TCPConn, server side by default (20 s) and from
 // Config.ServerKeepalive, client side from Config.ClientKeepalive; the
@@ -145,29 +174,13 @@ func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			dopts = append(dopts, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-					c, err := cfg.Dial(ctx, addr)
-					if err != nil {
-						return nil, err
-					}
-					return dialed.add(c), nil
-				}))
+				recordDials(cfg.Dial, &dialed))
 			cc, err := grpc.NewClient(lis.Addr().String(), dopts...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cc.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := testutil.NewEchoClient(cc).Unary(ctx, []byte("ok")); err != nil {
-				t.Fatal(err)
-			}
-			if got := userTimeout(t, accepted.only(t)); got != tc.server {
-				t.Errorf("server conn TCP_USER_TIMEOUT = %d ms, want %d", got, tc.server)
-			}
-			if got := userTimeout(t, dialed.only(t)); got != tc.client {
-				t.Errorf("client conn TCP_USER_TIMEOUT = %d ms, want %d", got, tc.client)
-			}
+			checkUserTimeouts(t, cc, &accepted, &dialed, tc.server, tc.client)
 		})
 	}
 }
