@@ -60,6 +60,8 @@ type options struct {
 	cases         string
 	serve         string
 	stormRun      string
+	cpus          string // CPUs for this process and the server ("" = any)
+	stormCPUs     string // CPUs for the storm process ("" = any)
 }
 
 func main() {
@@ -75,9 +77,21 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 200, "accept Rate per second (cases rate, pause)")
 	flag.IntVar(&o.burst, "burst", 50, "accept Burst (cases rate, pause)")
 	flag.StringVar(&o.cases, "cases", "net,limit,hub,peer,rate,pause", "cases to run, comma-separated")
+	flag.StringVar(&o.cpus, "cpus", "", "pin this process (the steady clients) and the server to these CPUs, e.g. 0 or 0-3 (Linux)")
+	flag.StringVar(&o.stormCPUs, "storm-cpus", "", "pin the storm process to these CPUs, e.g. 1 or 4-7 (Linux): the storm as if from other machines")
 	flag.StringVar(&o.serve, "serve", "", "internal: serve this case (the server process)")
 	flag.StringVar(&o.stormRun, "storm-run", "", "internal: storm this address (the storm process)")
 	flag.Parse()
+	pin := o.cpus
+	if o.stormRun != "" {
+		pin = o.stormCPUs
+	}
+	if pin != "" {
+		if err := pinCPUs(pin); err != nil {
+			fmt.Fprintln(os.Stderr, "hubio-storm:", err)
+			os.Exit(2)
+		}
+	}
 	if o.serve != "" {
 		if err := serve(o.serve, o); err != nil {
 			fmt.Fprintln(os.Stderr, "hubio-storm server:", err)
@@ -117,6 +131,9 @@ func run(o options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "hubio-storm: %d steady clients (one RPC each per %v), storm of %d conns from 127.0.0.2 in a process of its own (deadline %v); server in a child process, steady clients here, loopback; GOMAXPROCS %d, RLIMIT_NOFILE %d, load average at start %s\n",
 		o.steady, o.interval, o.storm, o.stormDeadline, runtime.GOMAXPROCS(0), nofile, loadAvg())
+	if o.cpus != "" || o.stormCPUs != "" {
+		fmt.Fprintf(w, "CPUs: steady clients and server %s, storm %s\n", orAny(o.cpus), orAny(o.stormCPUs))
+	}
 	fmt.Fprintf(w, "settings: LimitListener %d; per-peer limit %d; pacing %g/s burst %d\n\n", o.limit, o.perPeer, o.rate, o.burst)
 	var all []result
 	for round := range o.rounds {
@@ -161,7 +178,8 @@ type result struct {
 func runCase(o options, c serverCase) (result, error) {
 	r := result{c: c, failKinds: map[string]int{}}
 	cmd := exec.Command(os.Args[0], "-serve", c.name, "-limit", strconv.Itoa(o.limit),
-		"-per-peer", strconv.Itoa(o.perPeer), "-rate", fmt.Sprint(o.rate), "-burst", strconv.Itoa(o.burst))
+		"-per-peer", strconv.Itoa(o.perPeer), "-rate", fmt.Sprint(o.rate), "-burst", strconv.Itoa(o.burst),
+		"-cpus", o.cpus)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return r, err
@@ -246,7 +264,7 @@ func runCase(o options, c serverCase) (result, error) {
 	// The storm: every client dials at once, from one peer, in a process
 	// of its own.
 	storm := exec.Command(os.Args[0], "-storm-run", target, "-storm", strconv.Itoa(o.storm),
-		"-storm-deadline", o.stormDeadline.String())
+		"-storm-deadline", o.stormDeadline.String(), "-storm-cpus", o.stormCPUs)
 	stormIn, err := storm.StdinPipe()
 	if err != nil {
 		return r, err
@@ -324,6 +342,14 @@ func newClient(target string, from net.IP) (*grpc.ClientConn, error) {
 		}),
 	}
 	return grpc.NewClient(target, opts...)
+}
+
+// orAny names an unpinned CPU list.
+func orAny(cpus string) string {
+	if cpus == "" {
+		return "any"
+	}
+	return cpus
 }
 
 // quantile returns the q-quantile of sorted durations; 0 when empty.

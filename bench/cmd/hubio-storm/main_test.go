@@ -10,7 +10,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hubio/hubio/testutil"
 )
+
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 func TestQuantile(t *testing.T) {
 	var d []time.Duration

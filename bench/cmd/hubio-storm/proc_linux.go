@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // clockTick is USER_HZ, the unit of /proc/PID/stat's CPU times (100 on
@@ -61,4 +65,44 @@ func loadAvg() string {
 		return "?"
 	}
 	return string(bytes.Join(f[:3], []byte(" ")))
+}
+
+// pinCPUs restricts every thread of this process to the CPUs in list ("0",
+// "1-3", "0,2-3"). Threads the runtime starts later are cloned from pinned
+// ones and inherit the set.
+func pinCPUs(list string) error {
+	var set unix.CPUSet
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return fmt.Errorf("CPU list %q: %v", list, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				return fmt.Errorf("CPU list %q: %v", list, err)
+			}
+		}
+		if a < 0 || b < a || b >= 1024 {
+			return fmt.Errorf("CPU list %q: bad range %q", list, part)
+		}
+		for cpu := a; cpu <= b; cpu++ {
+			set.Set(cpu)
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("pinning thread %d to CPUs %s: %w", tid, list, err)
+		}
+	}
+	return nil
 }

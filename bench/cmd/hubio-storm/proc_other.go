@@ -2,7 +2,10 @@
 
 package main
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // procCPU is unknown off Linux.
 func procCPU(int) time.Duration { return 0 }
@@ -15,3 +18,6 @@ func raiseFileLimit() uint64 { return 0 }
 
 // loadAvg is unknown off Linux.
 func loadAvg() string { return "?" }
+
+// pinCPUs is Linux-only.
+func pinCPUs(string) error { return errors.New("-cpus and -storm-cpus need Linux") }
