@@ -1,7 +1,8 @@
-// Command hubio-tracestat summarises the execution traces hubio-bench writes
-// with -trace: for each kind of goroutine in a gRPC echo run (the callers,
-// the server's handlers, the two conns' readers, grpc-go's loopy writers and
-// the hubs), the time spent running, runnable and waiting, how often it was
+// Command hubio-tracestat summarises the execution traces hubio-bench (and
+// hubio-echo) write with -trace: for each kind of goroutine in a gRPC echo
+// run (the callers, the server's handlers, the two conns' readers, grpc-go's
+// loopy writers and the hubs; in a hubio-echo run its clients, its echo
+// goroutines and gnet's event loops), the time spent running, runnable and waiting, how often it was
 // woken and how long a woken goroutine waited for a P, how often it ran and
 // how often a run started on a different P than its previous one (a
 // migration); and the share of P time left idle.
@@ -59,6 +60,11 @@ var roles = []struct{ name, marker string }{
 	{"loopy writer", "(*loopyWriter).run"},
 	{"handler", "(*Server).processRPC"},
 	{"caller", "main.(*caller)."},
+	// hubio-echo's: its server's conn goroutines, its clients, gnet's
+	// event loops.
+	{"echo server", "main.echo"},
+	{"echo client", "main.pingPong"},
+	{"gnet loop", "gnet/v2.(*eventloop)."},
 }
 
 // roleOf names the goroutine a stack belongs to, or "" when no role's
