@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -582,5 +583,47 @@ func TestAdmissionUnixPeersAreLimitedInTotalOnly(t *testing.T) {
 	}
 	for _, c := range got {
 		c.Close()
+	}
+}
+
+// TestAdmissionRefusalsYieldToServedWork: while Accept works through a
+// backlog of conns to refuse, other goroutines of the process keep
+// running between refusals, even on one P. Without the yield, a goroutine
+// sampling the refusal count saw it jump from 0 to the whole backlog (one
+// accept loop held the only P); with it, it sees the count step up.
+func TestAdmissionRefusalsYieldToServedWork(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const storm = 200
+	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{MaxConnsPerPeer: 1})
+	// One admitted conn from the peer, then a backlog of conns that the
+	// per-peer limit refuses.
+	for range storm + 1 {
+		dialFrom(t, ln, "127.0.0.1")
+	}
+
+	seen := make(map[uint64]bool)
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if r := a.Stats().RefusedPeer; r > 0 && r < storm {
+				seen[r] = true
+			}
+			runtime.Gosched()
+		}
+	}()
+	ch := acceptAll(t, ln)
+	take(t, ch, 1)
+	decided(t, a, storm+1)
+	close(stop)
+	<-sampled
+	if len(seen) < storm/4 {
+		t.Errorf("a goroutine running beside the accept loop saw %d of the %d intermediate refusal counts, want at least %d: the loop held the P through the refusals", len(seen), storm-1, storm/4)
 	}
 }

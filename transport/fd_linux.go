@@ -374,6 +374,13 @@ func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockad
 				return s, rsa, sl, nil
 			}
 			refuseFD(s)
+			// Yield the P between refusals. A storm can leave thousands
+			// of conns to refuse in the backlog, and each refusal is a
+			// few short syscalls that do not give the P up: without the
+			// yield this loop held its P through the whole storm (until
+			// the runtime preempted it, 10 ms at a time), and the conns
+			// already served, the hub included, waited behind it.
+			runtime.Gosched()
 			continue
 		}
 		if err == syscall.ECONNABORTED {
