@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,8 +69,8 @@ func loadAvg() string {
 }
 
 // pinCPUs restricts every thread of this process to the CPUs in list ("0",
-// "1-3", "0,2-3"). Threads the runtime starts later are cloned from pinned
-// ones and inherit the set.
+// "1-3", "0,2-3") and sets GOMAXPROCS to their number. Threads the runtime
+// starts later are cloned from pinned ones and inherit the set.
 func pinCPUs(list string) error {
 	var set unix.CPUSet
 	for _, part := range strings.Split(list, ",") {
@@ -91,6 +92,9 @@ func pinCPUs(list string) error {
 			set.Set(cpu)
 		}
 	}
+	// GOMAXPROCS was set at start from the CPUs allowed then (a child
+	// inherits its parent's pinning); make it the pinned set's size.
+	runtime.GOMAXPROCS(set.Count())
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return err
