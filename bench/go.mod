@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/hubio/hubio v0.0.0
+	github.com/hubio/hubio/telemetry/sdkproducer v0.0.0
 	go.opentelemetry.io/otel/sdk/metric v1.45.0
 	golang.org/x/exp v0.0.0-20261113113407-e3970619a1a4
 	golang.org/x/net v0.62.0
@@ -36,3 +37,5 @@ require (
 )
 
 replace github.com/hubio/hubio => ../
+
+replace github.com/hubio/hubio/telemetry/sdkproducer => ../telemetry/sdkproducer
