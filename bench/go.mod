@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/hubio/hubio v0.0.0
+	github.com/hubio/hubio/telemetry/sdkproducer v0.0.0
 	github.com/panjf2000/gnet/v2 v2.9.7
 	go.opentelemetry.io/otel/sdk/metric v1.45.0
 	go.uber.org/goleak v1.3.0
@@ -43,3 +44,5 @@ require (
 )
 
 replace github.com/hubio/hubio => ../
+
+replace github.com/hubio/hubio/telemetry/sdkproducer => ../telemetry/sdkproducer

@@ -18,6 +18,14 @@ var epoch = time.Now()
 
 // now returns the hub's monotonic clock. It is never below 1, so 0 can mean
 // "no deadline" wherever a time is stored.
+//
+// It reads one clock, not two: time.Since of a time with a monotonic
+// reading (epoch has one) reads only the runtime's monotonic clock
+// (runtime.nanotime), not the wall clock that time.Now also reads. Pulling
+// runtime.nanotime in with go:linkname saves nothing measurable: 54.6 ns
+// against 54.5 ns a call (median of 20 interleaved runs of 2M calls each,
+// minima 34.6 and 34.0; go1.26.8, this project's shared 2-vCPU VM, load
+// average 6-7; the vDSO read dominates), so now stays on the time package.
 func now() int64 { return int64(time.Since(epoch)) + 1 }
 
 // when converts an absolute time to the hub's monotonic clock, keeping the

@@ -135,8 +135,12 @@ func (o *connObs) ObserveRead(n int) { o.reads.observe(n) }
 // the next collection.
 func (o *connObs) ObserveWrite(n int) { o.writes.observe(n) }
 
-// flush hands the sizes counted since the previous flush to the SDK.
+// flush hands the sizes counted since the previous flush to the SDK,
+// unless a producer exports them (ProduceSizes).
 func (o *connObs) flush() {
+	if o.t.sizesProduced.Load() {
+		return
+	}
 	o.reads.flush(o.recordRead)
 	o.writes.flush(o.recordWrite)
 }
@@ -242,6 +246,9 @@ type connAgg struct {
 	opt           metric.ObserveOption
 	created, live int64
 	reads, writes uint64 // syscalls of closed conns
+	// readSizes and writeSizes are the closed conns' syscall sizes, per
+	// bucket, for SizeHistograms; len(sizeBuckets)+1 each.
+	readSizes, writeSizes []bucketTotals
 }
 
 func (r *connRegistry) init() {
@@ -279,6 +286,8 @@ func (r *connRegistry) remove(o *connObs) {
 	a.live--
 	a.reads += s.Reads
 	a.writes += s.Writes
+	o.reads.addTotals(a.readSizes)
+	o.writes.addTotals(a.writeSizes)
 }
 
 // agg returns the aggregate o counts in. mu held.
@@ -286,7 +295,9 @@ func (r *connRegistry) agg(o *connObs) *connAgg {
 	k := aggKey{o.tcp, o.attrs.Equivalent()}
 	a, ok := r.aggs[k]
 	if !ok {
-		a = &connAgg{ops: o.ops(), attrs: o.attrs, opt: metric.WithAttributeSet(o.attrs)}
+		a = &connAgg{ops: o.ops(), attrs: o.attrs, opt: metric.WithAttributeSet(o.attrs),
+			readSizes:  make([]bucketTotals, len(sizeBuckets)+1),
+			writeSizes: make([]bucketTotals, len(sizeBuckets)+1)}
 		r.aggs[k] = a
 	}
 	return a

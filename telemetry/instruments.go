@@ -72,7 +72,13 @@ var (
 type opInstruments struct {
 	created, connCount, syscallWrites, syscallReads metric.Int64Observable
 	writeSize, readSize                             metric.Float64Histogram
+	// writeInfo and readInfo describe writeSize and readSize for
+	// SizeHistograms: what the SDK exports for them.
+	writeInfo, readInfo histInfo
 }
+
+// histInfo is a histogram instrument's identity as an exporter sees it.
+type histInfo struct{ name, unit, desc string }
 
 // instruments are a Telemetry's instruments.
 type instruments struct {
@@ -108,6 +114,11 @@ func (in *instruments) init(t *Telemetry) error {
 		errs = append(errs, err)
 		return h
 	}
+	infos := make(map[string]histInfo, 4) // the size histograms', by name
+	sizeH := func(name, desc string) metric.Float64Histogram {
+		infos[name] = histInfo{name, "By", desc}
+		return f64h(name, "By", desc, sizeBuckets)
+	}
 	i64oc := func(name, unit, desc string) metric.Int64Observable {
 		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
 		errs = append(errs, err)
@@ -128,18 +139,20 @@ func (in *instruments) init(t *Telemetry) error {
 		created:       i64oc(MetricConnectionsCreated, "{connection}", "Number of TCP connections created."),
 		connCount:     i64ou(MetricConnectionCount, "{connection}", "Number of active TCP connections."),
 		syscallWrites: i64oc(MetricSyscallWrites, "{syscall}", "The number of times we invoked the sendmsg (or sendmmsg) syscall and wrote data to the TCP socket. Measured at the endpoint level."),
-		writeSize:     f64h(MetricWriteSize, "By", "The number of bytes offered to each syscall_write. Measured at the endpoint level.", sizeBuckets),
+		writeSize:     sizeH(MetricWriteSize, "The number of bytes offered to each syscall_write. Measured at the endpoint level."),
 		syscallReads:  i64oc(MetricSyscallReads, "{syscall}", "The number of times we invoked the recvmsg (or recvmmsg or zero copy getsockopt) syscall and read data from the TCP socket. Measured at the endpoint level."),
-		readSize:      f64h(MetricReadSize, "By", "The number of bytes received by each syscall_read. Measured at the endpoint level.", sizeBuckets),
+		readSize:      sizeH(MetricReadSize, "The number of bytes received by each syscall_read. Measured at the endpoint level."),
 	}
 	in.unix = opInstruments{
 		created:       i64oc(MetricUnixConnectionsCreated, "{connection}", "Number of unix-socket connections created."),
 		connCount:     i64ou(MetricUnixConnectionCount, "{connection}", "Number of active unix-socket connections."),
 		syscallWrites: i64oc(MetricUnixSyscallWrites, "{syscall}", "Write syscalls that wrote data to a unix socket."),
-		writeSize:     f64h(MetricUnixWriteSize, "By", "The number of bytes each write syscall on a unix socket wrote.", sizeBuckets),
+		writeSize:     sizeH(MetricUnixWriteSize, "The number of bytes each write syscall on a unix socket wrote."),
 		syscallReads:  i64oc(MetricUnixSyscallReads, "{syscall}", "Read syscalls that read data from a unix socket."),
-		readSize:      f64h(MetricUnixReadSize, "By", "The number of bytes each read syscall on a unix socket returned.", sizeBuckets),
+		readSize:      sizeH(MetricUnixReadSize, "The number of bytes each read syscall on a unix socket returned."),
 	}
+	in.tcp.writeInfo, in.tcp.readInfo = infos[MetricWriteSize], infos[MetricReadSize]
+	in.unix.writeInfo, in.unix.readInfo = infos[MetricUnixWriteSize], infos[MetricUnixReadSize]
 
 	in.minRTT = f64h(MetricMinRTT, "s", "TCP's current estimate of minimum round trip time (RTT). It can be used as an indication of the network health between two endpoints. Corresponds to tcpi_min_rtt from struct tcp_info.", secondsBuckets)
 	in.deliveryRate = f64h(MetricDeliveryRate, "By/s", "TCP's most recent measure of the connection's \"non-app-limited\" throughput. The term non-app-limited means that the link is saturated by the application. The delivery rate is only reported when it is non-app-limited. Corresponds to tcpi_delivery_rate from tcp_info when tcpi_delivery_rate_app_limited is false.", rateBuckets)

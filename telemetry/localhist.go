@@ -112,3 +112,16 @@ func (h *localHist) flush(record func(v float64)) {
 		}
 	}
 }
+
+// addTotals adds to dst (len(bounds)+1) every value observed since h was
+// made, per bucket: what a cumulative histogram of h's values holds. Unlike
+// flush it changes nothing, so any number of readers may call it.
+func (h *localHist) addTotals(dst []bucketTotals) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for b := range h.words {
+		w := h.words[b].Load()
+		dst[b].count += h.wide[b].count + w>>sumBits
+		dst[b].sum += h.wide[b].sum + w&sumMask
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -121,6 +122,13 @@ type Telemetry struct {
 	hubs  hubRegistry
 	lat   latencyInstruments // see latency.go
 	adms  admissionRegistry  // see listener.go
+
+	// start is when New made the Telemetry: the start of every cumulative
+	// series SizeHistograms reports.
+	start time.Time
+	// sizesProduced is set by ProduceSizes and never cleared: collections
+	// no longer hand the syscall sizes to the size histograms.
+	sizesProduced atomic.Bool
 }
 
 // New creates the instruments on the configured MeterProvider (by default
@@ -137,7 +145,7 @@ func New(opts ...Option) (*Telemetry, error) {
 	if cfg.provider == nil {
 		cfg.provider = otel.GetMeterProvider()
 	}
-	t := &Telemetry{cfg: cfg, meter: cfg.provider.Meter(ScopeName, metric.WithInstrumentationVersion(scopeVersion))}
+	t := &Telemetry{cfg: cfg, start: time.Now(), meter: cfg.provider.Meter(ScopeName, metric.WithInstrumentationVersion(scopeVersion))}
 	t.conns.init()
 	t.hubs.init()
 	if err := t.inst.init(t); err != nil {

@@ -136,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")
 	fs.StringVar(&cfg.svg, "svg", "bench-results.svg", "write an SVG chart of RPCs/s here (not in idle mode); empty for none")
-	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub-global,hub-sdk unless given (hub-global: on through the global provider, none installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-notel: no telemetry)")
+	fs.BoolVar(&cfg.metrics, "metrics", false, "telemetry cost: -transports hub-notel,hub-global,hub-sdk unless given (hub-global: on through the global provider, none installed; hub-sdk: an OpenTelemetry SDK provider with a reader; hub-sdkprod: hub-sdk with telemetry/sdkproducer's producer; hub-notel: no telemetry)")
 	fs.Var((*stringList)(&cfg.setups), "setup", "where the transport under test runs: both (server and clients in one process, each on it), "+
 		"server (the server alone on it, clients on package net in another process), client (the clients alone on it, a package-net server in another process); a list runs each")
 	fs.StringVar(&cfg.alt, "alt", "", "another hubio-bench binary (this bench/ built against another commit's library) that runs the transports named NAME@alt, interleaved with this binary's: -transports std,hub@alt,hub")
@@ -215,7 +215,7 @@ func (c config) check() error {
 			return fmt.Errorf("-transports %s: idle mode has no -alt", t)
 		}
 		if !knownTransport(t) {
-			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat, hub-global or hub-notel, each optionally with @alt)", t)
+			return fmt.Errorf("-transports: unknown transport %q (want std, hub, hubN, threads, hub-sdk, hub-sdk-wlat, hub-sdkprod, hub-global or hub-notel, each optionally with @alt)", t)
 		}
 	}
 	if len(c.conc) == 0 || len(c.payloads) == 0 || len(c.modes) == 0 {

@@ -144,7 +144,7 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 		return
 	}
 	var cols []int
-	for _, name := range []string{transportHubGlobal, transportHub, transportHubSDK, transportHubSDKWLat} {
+	for _, name := range []string{transportHubGlobal, transportHub, transportHubSDK, transportHubSDKProd, transportHubSDKWLat} {
 		if i := slices.Index(cfg.transports, name); i >= 0 {
 			cols = append(cols, i)
 		}
@@ -178,7 +178,7 @@ func writeTelemetryCost(w io.Writer, cfg config, results []caseResult) {
 	}
 	fmt.Fprintln(w, "\nTelemetry cost: RPCs/s relative to hub-notel (no telemetry) and extra allocations per RPC; "+
 		"hub-global records with no MeterProvider installed, hub (grpcopt's default) records nothing, hub-sdk into an OpenTelemetry SDK provider, "+
-		"hub-sdk-wlat as hub-sdk with A80's write latencies (SO_TIMESTAMPING on one write in 1000).")
+		"hub-sdkprod as hub-sdk with the syscall sizes exported by telemetry/sdkproducer, hub-sdk-wlat as hub-sdk with A80's write latencies (SO_TIMESTAMPING on one write in 1000).")
 }
 
 // setupText says, for the table's header, where each set-up ran server and

@@ -16,6 +16,7 @@ import (
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
+	"github.com/hubio/hubio/telemetry/sdkproducer"
 )
 
 // Transport names, as given to -transports.
@@ -35,11 +36,15 @@ const (
 	// hub-sdk-wlat is hub-sdk with A80's write latencies on
 	// (SO_TIMESTAMPING on one write in 1000, telemetry.WithWriteLatency).
 	transportHubSDKWLat = "hub-sdk-wlat"
+	// hub-sdkprod is hub-sdk with the syscall-size histograms exported by
+	// telemetry/sdkproducer's metric.Producer instead of the SDK's
+	// histograms (no SDK Record per syscall).
+	transportHubSDKProd = "hub-sdkprod"
 )
 
 func knownTransport(name string) bool {
 	switch name = baseTransport(name); name {
-	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd:
 		return true
 	}
 	return groupSize(name) > 0
@@ -123,7 +128,7 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 		if srvSide {
 			e.lis, err = net.Listen("tcp", addr)
 		}
-	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal:
+	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd:
 		var serverHub, clientHub *poller.Hub
 		closeHubs := func() {
 			for _, h := range []*poller.Hub{serverHub, clientHub} {
@@ -158,6 +163,19 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(collectingReader()))
 			var tel *telemetry.Telemetry
 			if tel, err = telemetry.New(telemetry.WithMeterProvider(mp), telemetry.WithWriteLatency(0)); err != nil {
+				closeHubs()
+				return nil, err
+			}
+			server.Telemetry, client.Telemetry = tel, tel
+		case transportHubSDKProd:
+			prod := sdkproducer.New(nil)
+			mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(collectingReader(sdkmetric.WithProducer(prod))))
+			var tel *telemetry.Telemetry
+			if tel, err = telemetry.New(telemetry.WithMeterProvider(mp)); err != nil {
+				closeHubs()
+				return nil, err
+			}
+			if err = prod.Attach(tel); err != nil {
 				closeHubs()
 				return nil, err
 			}
@@ -212,8 +230,8 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 // collectingReader is hub-sdk's reader: it collects every second (15 to 60
 // times as often as a Prometheus scrape, so the cost of collecting is not
 // understated) and drops what it collects.
-func collectingReader() sdkmetric.Reader {
-	return sdkmetric.NewPeriodicReader(discardExporter{}, sdkmetric.WithInterval(time.Second))
+func collectingReader(opts ...sdkmetric.PeriodicReaderOption) sdkmetric.Reader {
+	return sdkmetric.NewPeriodicReader(discardExporter{}, append([]sdkmetric.PeriodicReaderOption{sdkmetric.WithInterval(time.Second)}, opts...)...)
 }
 
 // discardExporter is an sdkmetric.Exporter that drops every export.
