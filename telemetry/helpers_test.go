@@ -5,13 +5,13 @@ package telemetry_test
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/transport"
@@ -122,36 +122,7 @@ func pointAttrs(a metricdata.Aggregation) []attribute.Set {
 // cleanup. network is "tcp" (loopback) or "unix".
 func pair(t testing.TB, h *poller.Hub, network string) (*transport.Conn, *transport.Conn) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "s")
-	}
-	l, err := transport.ListenHub(h, network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type res struct {
-		c   *transport.Conn
-		err error
-	}
-	acc := make(chan res, 1)
-	go func() {
-		c, err := l.AcceptHub()
-		acc <- res{c, err}
-	}()
-	d := transport.Dialer{Hub: h}
-	c, err := d.DialHub(context.Background(), network, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	a := <-acc
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	t.Cleanup(func() { a.c.Close() })
-	return c, a.c
+	return hubtest.ConnPair(t, h, network)
 }
 
 // pump writes chunks from w and reads them all on r; it returns the bytes

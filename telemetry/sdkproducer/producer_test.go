@@ -5,7 +5,6 @@ package sdkproducer_test
 import (
 	"context"
 	"io"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 
+	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/telemetry"
 	"github.com/hubio/hubio/telemetry/sdkproducer"
@@ -110,41 +110,13 @@ func (c collected) sizes(t *testing.T, start func(time.Time) bool) map[string]me
 // instrumented by tel, closed at cleanup.
 func pair(t *testing.T, h *poller.Hub, tel *telemetry.Telemetry, network string) (*transport.Conn, *transport.Conn) {
 	t.Helper()
-	addr := "127.0.0.1:0"
-	if network == "unix" {
-		addr = filepath.Join(t.TempDir(), "s")
-	}
-	l, err := transport.ListenHub(h, network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	type res struct {
-		c   *transport.Conn
-		err error
-	}
-	acc := make(chan res, 1)
-	go func() {
-		c, err := l.AcceptHub()
-		acc <- res{c, err}
-	}()
-	d := transport.Dialer{Hub: h}
-	c, err := d.DialHub(context.Background(), network, l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	a := <-acc
-	if a.err != nil {
-		t.Fatal(a.err)
-	}
-	t.Cleanup(func() { a.c.Close() })
-	for _, x := range []*transport.Conn{c, a.c} {
+	c, s := hubtest.ConnPair(t, h, network)
+	for _, x := range []*transport.Conn{c, s} {
 		if err := tel.InstrumentConn(x); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return c, a.c
+	return c, s
 }
 
 // pump writes chunks of the given sizes from w and reads them all on r,
