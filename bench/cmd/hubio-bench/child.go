@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/hubio/hubio/bench/internal/sysstat"
 )
 
 // childEnv names the environment variable that turns this binary into a
@@ -129,7 +131,7 @@ func childMain(spec string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if j.GOMAXPROCS > 0 {
 		runtime.GOMAXPROCS(j.GOMAXPROCS)
 	}
-	raiseFileLimit()
+	sysstat.RaiseFileLimit()
 	var r result
 	var err error
 	switch j.Kind {

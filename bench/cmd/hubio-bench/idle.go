@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/stats"
 
+	"github.com/hubio/hubio/bench/internal/sysstat"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -83,7 +84,7 @@ const idleDialers = 32
 // alone. It reports what the conns added to RSS, goroutines and OS threads
 // once the server has set up all of them.
 func measureIdle(j job) (result, error) {
-	if lim := raiseFileLimit(); lim != 0 && lim < uint64(j.Idle+fdMargin) {
+	if lim := sysstat.RaiseFileLimit(); lim != 0 && lim < uint64(j.Idle+fdMargin) {
 		return result{}, fmt.Errorf("RLIMIT_NOFILE is %d; %d idle conns need about %d", lim, j.Idle, j.Idle+fdMargin)
 	}
 	if j.Transport == transportThreads {
@@ -217,7 +218,7 @@ func (c *idleClients) stop() {
 // stdin, it opens j.Idle idle conns to j.Addr and holds them until stdin
 // reaches EOF.
 func holdIdleClients(j job, stdin io.Reader) error {
-	if lim := raiseFileLimit(); lim != 0 && lim < uint64(j.Idle+fdMargin) {
+	if lim := sysstat.RaiseFileLimit(); lim != 0 && lim < uint64(j.Idle+fdMargin) {
 		return fmt.Errorf("RLIMIT_NOFILE is %d; %d idle conns need about %d", lim, j.Idle, j.Idle+fdMargin)
 	}
 	in := bufio.NewReader(stdin)

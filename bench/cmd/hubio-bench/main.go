@@ -48,6 +48,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hubio/hubio/bench/internal/sysstat"
 )
 
 func main() {
@@ -68,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hubio-bench:", err)
 		return 2
 	}
-	raiseFileLimit()
+	sysstat.RaiseFileLimit()
 	if cfg.idle > 0 {
 		err = runIdle(cfg, stdout, stderr)
 	} else {

@@ -74,19 +74,3 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
-
-// raiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit (idle mode
-// holds two fds per conn) and returns the limit now in force.
-func raiseFileLimit() uint64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-		}
-	}
-	return lim.Cur
-}

@@ -22,6 +22,3 @@ func readProcStatus(*statusBuf) (procStatus, error) {
 
 // cpuTime is not measured outside Linux.
 func cpuTime() time.Duration { return 0 }
-
-// raiseFileLimit does nothing outside Linux.
-func raiseFileLimit() uint64 { return 0 }

@@ -42,6 +42,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/hubio/hubio/bench/internal/sysstat"
 	"github.com/hubio/hubio/testutil"
 )
 
@@ -125,12 +126,12 @@ func run(o options, w io.Writer) error {
 		}
 		run = append(run, c)
 	}
-	nofile := raiseFileLimit()
+	nofile := sysstat.RaiseFileLimit()
 	if need := uint64(o.storm + 4*o.steady + 256); nofile != 0 && nofile < need {
 		return fmt.Errorf("RLIMIT_NOFILE is %d after raising it to the hard limit; %d storm clients need about %d", nofile, o.storm, need)
 	}
 	fmt.Fprintf(w, "hubio-storm: %d steady clients (one RPC each per %v), storm of %d conns from 127.0.0.2 in a process of its own (deadline %v); server in a child process, steady clients here, loopback; GOMAXPROCS %d, RLIMIT_NOFILE %d, load average at start %s\n",
-		o.steady, o.interval, o.storm, o.stormDeadline, runtime.GOMAXPROCS(0), nofile, loadAvg())
+		o.steady, o.interval, o.storm, o.stormDeadline, runtime.GOMAXPROCS(0), nofile, sysstat.LoadAvg())
 	if o.cpus != "" || o.stormCPUs != "" {
 		fmt.Fprintf(w, "CPUs: steady clients and server %s, storm %s\n", orAny(o.cpus), orAny(o.stormCPUs))
 	}
@@ -147,7 +148,7 @@ func run(o options, w io.Writer) error {
 			fmt.Fprintln(w, r.line())
 		}
 	}
-	fmt.Fprintf(w, "\nload average at end %s\n\n", loadAvg())
+	fmt.Fprintf(w, "\nload average at end %s\n\n", sysstat.LoadAvg())
 	report(w, run, all)
 	return nil
 }
@@ -256,10 +257,10 @@ func runCase(o options, c serverCase) (result, error) {
 	time.Sleep(500 * time.Millisecond) // let the tickers settle
 
 	t0 := time.Now()
-	cpu0 := procCPU(pid)
+	cpu0 := sysstat.ProcCPU(pid)
 	time.Sleep(o.baseline)
 	t1 := time.Now()
-	cpu1, self1 := procCPU(pid), selfCPU()
+	cpu1, self1 := sysstat.ProcCPU(pid), sysstat.ProcCPU(os.Getpid())
 
 	// The storm: every client dials at once, from one peer, in a process
 	// of its own.
@@ -296,8 +297,8 @@ func runCase(o options, c serverCase) (result, error) {
 	// storm's last client took longer.
 	time.Sleep(time.Until(t1.Add(o.stormDeadline + 500*time.Millisecond)))
 	t2 := time.Now()
-	cpu2, self2 := procCPU(pid), selfCPU()
-	stormCPU := procCPU(storm.Process.Pid)
+	cpu2, self2 := sysstat.ProcCPU(pid), sysstat.ProcCPU(os.Getpid())
+	stormCPU := sysstat.ProcCPU(storm.Process.Pid)
 	stormIn.Close() // the storm releases its conns
 	storm.Wait()
 	close(stop)

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 
+	"github.com/hubio/hubio/bench/internal/sysstat"
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/testutil"
 	"github.com/hubio/hubio/transport"
@@ -72,7 +73,7 @@ func caseNamed(name string) (serverCase, bool) {
 // listener, prints the address on stdout, and runs until stdin closes or a
 // signal arrives.
 func serve(name string, o options) error {
-	raiseFileLimit()
+	sysstat.RaiseFileLimit()
 	c, ok := caseNamed(name)
 	if !ok {
 		return fmt.Errorf("no case %q", name)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hubio/hubio/bench/internal/sysstat"
 )
 
 // The storm runs in a process of its own (the same binary with -storm-run),
@@ -33,7 +35,7 @@ var clientPreface = append([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 0, 0, 0, 
 // outcome is printed as "KIND NANOSECONDS" (ok, reset, deadline, other),
 // then "done"; conns are held until stdin closes.
 func runStorm(target string, n int, deadline time.Duration) error {
-	raiseFileLimit()
+	sysstat.RaiseFileLimit()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: deadline}
 	out := bufio.NewWriter(os.Stdout)
 	var mu sync.Mutex
