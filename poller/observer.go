@@ -1,6 +1,8 @@
 package poller
 
 import (
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -117,27 +119,47 @@ func (os observers) HandOff(d time.Duration) {
 // LoopTime returns how long the hub goroutine has been busy and how long it
 // has been parked waiting for events since the first SetObserver, as Node's
 // event-loop utilization counts them: utilization over an interval is
-// Δbusy / (Δbusy + Δidle). Both are zero before SetObserver. Both only
-// grow and add up to the time since SetObserver. A pass of the loop that
-// runs callbacks is timed exactly; the busy time of a pass that only
-// harvests events and wakes waiters is measured in one such pass in 16,
-// at random, and taken as their running mean in the others, which saves
-// a clock read per wake-up (see observing.park).
+// Δbusy / (Δbusy + Δidle). Both are zero before SetObserver, and are kept
+// from then on, with or without an observer. Both only grow and add up to
+// the time since SetObserver. The part of a pass that runs callbacks is
+// timed exactly; the part before it (harvesting events, waking waiters) is
+// measured in one pass in 16, at random, and credited at the running mean
+// of those measurements to every pass, so that most wake-ups read no clock
+// (see observing.park). Idle is the rest. Any goroutine; concurrent calls
+// are serialised.
 func (h *Hub) LoopTime() (busy, idle time.Duration) {
-	since := h.obs.since.Load()
+	s := &h.obs
+	since := s.since.Load()
 	if since == 0 {
 		return 0, 0
 	}
-	n := now()
-	i := h.obs.idle.Load()
-	if at := h.obs.parkedAt.Load(); at != 0 {
-		i += max(n-at, 0) // at may be an estimate (see observing.park)
-	} else if end := h.obs.estEnd.Load(); end != 0 {
-		i += max(n-end, 0) // an estimated pass running past its estimate
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var exact, cb int64
+	for {
+		q := s.seq.Load()
+		if q&1 != 0 {
+			runtime.Gosched() // the hub is between two stores (park)
+			continue
+		}
+		exact, cb = s.exact.Load(), s.cbStart.Load()
+		if s.seq.Load() == q {
+			break
+		}
+	}
+	b := exact + s.estBusy.Load()
+	n := now() // under mu: readings are taken in the order reported
+	if cb != 0 {
+		b += max(n-cb, 0)
 	}
 	total := n - since
-	i = min(max(i, 0), total)
-	return time.Duration(total - i), time.Duration(i)
+	// The raw figure may step ahead of the time (a pass is credited its
+	// estimate at its wake-up) or, by at most one pass, back: keep busy
+	// and idle non-decreasing and adding up to total. Feasible because
+	// lastBusy+lastIdle is an earlier total.
+	b = min(max(b, s.lastBusy), total-s.lastIdle)
+	s.lastBusy, s.lastIdle = b, total-b
+	return time.Duration(b), time.Duration(total - b)
 }
 
 // observerBox holds an observer with its sampling period, so that one
@@ -150,31 +172,41 @@ type observerBox struct {
 // observing is a hub's telemetry state.
 //
 // Ownership: box is stored by SetObserver (any goroutine) and loaded by
-// everyone. tick, woke, busyEst and rng are the hub goroutine's. idle,
-// parkedAt and estEnd are written by the hub goroutine only and read by
-// LoopTime. queuedAt is written under the hub's qmu. since is set once.
+// everyone. since is set once. tick, parked, est, exactNs, cb, woke,
+// busyEst and rng are the hub goroutine's (plain fields). estBusy, exact,
+// cbStart and seq are written by the hub goroutine only and read by
+// LoopTime; lastBusy and lastIdle are LoopTime's, under mu. queuedAt is
+// written under the hub's qmu.
 type observing struct {
 	box      atomic.Pointer[observerBox]
 	tick     uint32       // hand-offs delivered since the last sampled one
 	since    atomic.Int64 // hub clock of the first SetObserver; 0 before
-	idle     atomic.Int64 // ns parked, over the parks that have ended
-	parkedAt atomic.Int64 // hub clock at which the current park began (maybe estimated); 0 while running
 	queuedAt int64        // hub clock at which the queue became non-empty; under qmu
 	// lastDelay is the latest loop delay measured (ns), observer or not;
 	// written by the hub goroutine, read by Hub.LoopDelay (loopdelay.go).
 	lastDelay atomic.Int64
 
-	// Loop-time accounting reads the clock once per wake-up, in unpark (a
-	// reading that pass hands on to runTimers), and again only where it
-	// must; see park.
-	estEnd  atomic.Int64 // while running an estimated pass: woke+busyEst, its assumed park; else 0
-	woke    int64        // hub clock read by the last unpark
-	busyEst int64        // ns: running mean busy time of the sampled estimated passes
-	rng     uint32       // xorshift state choosing the sampled passes; never 0 once used
+	// Loop-time accounting: busy = exact + estBusy (+ the running callback
+	// part, from cbStart). See park.
+	estBusy atomic.Int64  // ns credited to pre-callback parts (est as of the last pass that read the clock)
+	exact   atomic.Int64  // ns measured in the callback parts of passes that have parked
+	cbStart atomic.Int64  // hub clock at which the running pass began its callbacks; 0 when none
+	seq     atomic.Uint32 // odd while park updates exact and cbStart together
+	parked  bool          // a park is in progress, which the next unpark ends
+	est     int64         // ns credited to pre-callback parts, busyEst per pass, up to now
+	exactNs int64         // exact's value (hub goroutine's copy)
+	cb      int64         // cbStart's value (hub goroutine's copy)
+	woke    int64         // hub clock at the wake-up of a sampled pass; 0 in the others
+	busyEst int64         // ns: running mean of the sampled pre-callback parts
+	rng     uint32        // xorshift state choosing the sampled passes; never 0 once used
+
+	mu       sync.Mutex // serialises LoopTime
+	lastBusy int64      // ns, LoopTime's last report; under mu
+	lastIdle int64      // ns, likewise
 }
 
-// parkSampleEvery: one estimated pass in this many (at random) reads the
-// clock at its park, to keep busyEst; see park.
+// parkSampleEvery: one pass in this many (at random) reads the clock at
+// its wake-up, to keep busyEst; see park.
 const parkSampleEvery = 16
 
 // on returns the observer box, or nil when nobody observes.
@@ -183,74 +215,92 @@ func (s *observing) on() *observerBox { return s.box.Load() }
 // park notes that the hub goroutine is about to wait for events. Hub
 // goroutine only.
 //
-// Loop-time accounting. A pass of the loop that only harvests events and
-// wakes waiters does bounded work, and at low load such passes run several
-// times per RPC, each paying for clock reads (20–300 ns). So a pass is
-// "estimated" from its wake-up (unpark) until it runs a callback: its
-// park is taken to begin at estEnd, busyEst after its wake-up, without a
-// clock read, and LoopTime counts the time after estEnd as idle even
-// while the pass still runs. One estimated pass in parkSampleEvery, at
-// random, reads the clock at its park to keep busyEst the running mean of
-// their busy times, so busy and idle are unbiased over many passes. A pass
-// that runs callbacks (AfterFunc, Schedule: arbitrary work, the stalls
-// utilization exists to show) becomes exact at its first callback
-// (ranCallbacks) and reads the clock at its park, as does the first park
-// after SetObserver. Every transition keeps LoopTime's idle and busy
-// continuous and non-decreasing in time (the estimate moves time between
-// them only before it is reported), and a pass's error is at most its
-// own busy time.
+// Loop-time accounting (fifth pass, docs/telemetry.md). At low load a hub
+// wakes several times per RPC, and a clock read costs 20–300 ns, so most
+// wake-ups read none. A pass splits into its pre-callback part (from its
+// wake-up: harvesting events, waking waiters; bounded work) and, if it
+// runs callbacks (AfterFunc, Schedule: arbitrary work, the stalls
+// utilization exists to show), its callback part, from the first callback
+// (ranCallbacks, which reads the clock) to the park (which reads it
+// again): that part is added to exact. Each pass's pre-callback part is
+// credited at its wake-up (unpark) as busyEst, the exponentially weighted
+// mean of that part's length in one pass in parkSampleEvery, chosen at
+// random, which reads the clock at its wake-up and at its first callback or
+// its park. So busy is unbiased over many passes, and idle is the elapsed
+// time minus busy, computed by LoopTime with its own clock read. LoopTime
+// clamps so that busy and idle never decrease: a credit taken at a wake-up
+// shows as busy at once, a pass's error is at most its own pre-callback
+// part, and a callback part is never estimated. The credits are published
+// (estBusy, an atomic store) only by the passes that read the clock (the
+// sampled ones, and those with callbacks), not at every wake-up: LoopTime
+// may lag by the credits of the passes since, about parkSampleEvery times
+// busyEst (tens of microseconds), which the next such pass hands on.
 func (s *observing) park() {
-	if s.on() == nil {
-		if s.estEnd.Load() != 0 {
-			s.estEnd.Store(0) // SetObserver(nil): count nothing as idle
-		}
+	if s.since.Load() == 0 {
 		return
 	}
-	end := s.estEnd.Load()
-	if end == 0 { // exact pass, or the first park
-		s.parkedAt.Store(now())
+	s.parked = true
+	if s.cb != 0 {
+		n := now()
+		s.exactNs += max(n-s.cb, 0)
+		s.cb = 0
+		s.seq.Add(1)
+		s.exact.Store(s.exactNs)
+		s.cbStart.Store(0)
+		s.seq.Add(1)
+		s.estBusy.Store(s.est)
 		return
 	}
-	s.parkedAt.Store(end)
-	s.estEnd.Store(0)
+	if s.woke != 0 {
+		s.sample(now())
+	}
+}
+
+// sample feeds busyEst with the pre-callback part of a sampled pass, which
+// ended at n. Hub goroutine only.
+func (s *observing) sample(n int64) {
+	// An exponentially weighted mean (weight 1/8): it follows a change of
+	// load within a few dozen samples.
+	s.busyEst += (max(n-s.woke, 0) - s.busyEst) / 8
+	s.woke = 0
+}
+
+// unpark ends the current park, if any, credits the pass it starts with
+// busyEst, and returns the hub clock if it read it (one pass in
+// parkSampleEvery), 0 otherwise. Hub goroutine only.
+func (s *observing) unpark() int64 {
+	if !s.parked {
+		return 0
+	}
+	s.parked = false
+	s.est += s.busyEst // published at the next pass that reads the clock
 	if s.rng == 0 {
-		s.rng = uint32(s.woke) | 1
+		s.rng = uint32(s.since.Load()) | 1
 	}
 	s.rng ^= s.rng << 13
 	s.rng ^= s.rng >> 17
 	s.rng ^= s.rng << 5
-	if s.rng%parkSampleEvery == 0 {
-		// An exponentially weighted mean (weight 1/8): it follows a
-		// change of load within a few dozen samples.
-		s.busyEst += (now() - s.woke - s.busyEst) / 8
-	}
-}
-
-// unpark ends the current park, if any, and returns the hub clock it read
-// (0 when there was no park to end, and no reading). The pass it starts is
-// estimated (see park). Hub goroutine only.
-func (s *observing) unpark() int64 {
-	at := s.parkedAt.Load()
-	if at == 0 {
+	if s.rng%parkSampleEvery != 0 {
 		return 0
 	}
-	n := now()
-	s.woke = n
-	s.estEnd.Store(n + s.busyEst + 1) // never 0
-	s.idle.Add(max(n-at, 0))          // at is estEnd where park did not read the clock
-	s.parkedAt.Store(0)
-	return n
+	s.estBusy.Store(s.est)
+	s.woke = now()
+	return s.woke
 }
 
-// ranCallbacks makes the current pass exact: it is about to run callbacks.
-// The time after estEnd already counts as idle (LoopTime may have reported
-// it), so it is committed as idle; from here the pass counts as busy until
-// its park reads the clock. Hub goroutine only.
+// ranCallbacks starts the callback part of the current pass, which is
+// timed exactly until its park, unless it has started already. Hub
+// goroutine only.
 func (s *observing) ranCallbacks() {
-	if end := s.estEnd.Load(); end != 0 {
-		s.idle.Add(max(now()-end, 0))
-		s.estEnd.Store(0)
+	if s.cb != 0 || s.since.Load() == 0 {
+		return
 	}
+	n := now()
+	if s.woke != 0 {
+		s.sample(n)
+	}
+	s.cb = n
+	s.cbStart.Store(n)
 }
 
 // polled ends a park and reports the events of one epoll_wait. Hub

@@ -3,6 +3,7 @@
 package poller_test
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -240,6 +241,151 @@ func TestLoopTimeUnderEventsOnly(t *testing.T) {
 		}
 		if busy == busy0 {
 			t.Errorf("busy stayed at %v over %d rounds (%d polls)", busy, rounds, h.Stats().Iterations)
+		}
+	})
+}
+
+// pingPong runs rounds of a byte sent through two pipes between this
+// goroutine and an echo goroutine, each side waiting through h for the
+// other's byte: hub passes that only deliver readiness.
+func pingPong(t *testing.T, h *poller.Hub, rounds int) {
+	t.Helper()
+	r1, w1 := pipe(t)
+	r2, w2 := pipe(t)
+	reg1, err := h.Register(r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg1.Deregister()
+	reg2, err := h.Register(r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg2.Deregister()
+	readOne := func(reg *poller.Registration, fd int) error {
+		var buf [1]byte
+		for {
+			if err := reg.Prepare(poller.Read); err != nil {
+				return err
+			}
+			if _, err := unix.Read(fd, buf[:]); err != unix.EAGAIN {
+				return err
+			}
+			if err := reg.Wait(poller.Read); err != nil {
+				return err
+			}
+		}
+	}
+	echoed := make(chan error, 1)
+	go func() {
+		for range rounds {
+			if err := readOne(reg1, r1); err != nil {
+				echoed <- err
+				return
+			}
+			if _, err := unix.Write(w2, []byte{1}); err != nil {
+				echoed <- err
+				return
+			}
+		}
+		echoed <- nil
+	}()
+	for range rounds {
+		if _, err := unix.Write(w1, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := readOne(reg2, r2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-echoed; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoopTimeConcurrentReaders: LoopTime read from several goroutines at
+// once, in tight loops, while the hub wakes for events (each wake-up
+// credits an estimate ahead of the time it stands for) and runs a callback
+// that spins. Every reader must see busy and idle only grow, their sum
+// never beyond the time since SetObserver, and the spin counted as busy
+// in full.
+func TestLoopTimeConcurrentReaders(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		before := time.Now()
+		h.SetObserver(&recorder{}, 0)
+		stop := make(chan struct{})
+		errs := make(chan error, 3)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var lastBusy, lastIdle time.Duration
+				for reads := 0; ; reads++ {
+					busy, idle := h.LoopTime()
+					if busy < lastBusy || idle < lastIdle {
+						errs <- fmt.Errorf("read %d: LoopTime went from (%v, %v) to (%v, %v)", reads, lastBusy, lastIdle, busy, idle)
+						return
+					}
+					if sum, most := busy+idle, time.Since(before); sum > most {
+						errs <- fmt.Errorf("read %d: busy+idle %v, over the %v since SetObserver", reads, sum, most)
+						return
+					}
+					lastBusy, lastIdle = busy, idle
+					select {
+					case <-stop:
+						errs <- nil
+						return
+					default:
+					}
+				}
+			}()
+		}
+		pingPong(t, h, 500)
+		busy0, _ := h.LoopTime()
+		const spin = 30 * time.Millisecond
+		done := make(chan struct{})
+		h.Schedule(func() {
+			for t0 := time.Now(); time.Since(t0) < spin; {
+			}
+			close(done)
+		})
+		within(t, 5*time.Second, done, "Schedule")
+		// The spin's pass may not have parked yet: busy counts it running.
+		if busy, _ := h.LoopTime(); busy-busy0 < spin {
+			t.Errorf("busy grew by %v over a callback that spun %v", busy-busy0, spin)
+		}
+		pingPong(t, h, 500)
+		close(stop)
+		wg.Wait()
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}
+
+// TestLoopTimeAfterObserverRemoved: loop-time accounting, once started,
+// goes on without an observer: an idle hub's idle time keeps growing.
+func TestLoopTimeAfterObserverRemoved(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		h.SetObserver(&recorder{}, 0)
+		h.SetObserver(nil, 0)
+		_, idle0 := h.LoopTime()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			busy, idle := h.LoopTime()
+			if idle-idle0 >= 100*time.Millisecond {
+				if busy > idle/2 {
+					t.Errorf("idle hub without an observer: busy %v, idle %v", busy, idle)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("idle hub without an observer accounted %v more parked in 10 s (busy %v)", idle-idle0, busy)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a condition
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"time"
 	"weak"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -178,10 +179,18 @@ func (o *connObs) zeroCounters() {
 }
 
 // arm sets the TCP_INFO alarm at a random 10–110% of the interval, on the
-// conn's hub. mu held.
+// conn's hub. A runtime timer keeps the interval and hands the alarm to the
+// hub when it expires (due), so that the hub's heap does not hold one
+// pending timer per conn: a pending timer makes the hub read the clock at
+// every wake-up to see whether it is due (docs/telemetry.md, fifth pass).
+// mu held.
 func (o *connObs) arm() {
-	o.stop = o.hub.AfterFunc(jitter(o.t.cfg.tcpInterval), o.sample)
+	o.stop = time.AfterFunc(jitter(o.t.cfg.tcpInterval), o.due).Stop
 }
+
+// due hands the expired alarm to the hub goroutine, where sample runs (a
+// conn closed meanwhile is skipped there). A runtime timer's goroutine.
+func (o *connObs) due() { o.hub.AfterFunc(0, o.sample) }
 
 // sample is the TCP_INFO alarm; it runs on the hub goroutine.
 func (o *connObs) sample() {

@@ -31,7 +31,7 @@ func (t *Telemetry) InstrumentHub(h *poller.Hub) error {
 	}
 	h.AddObserver(o, t.cfg.handOffEvery)
 	o.window.init(h)
-	h.AfterFunc(utilStep, o.step)
+	time.AfterFunc(utilStep, o.step)
 	if t.cfg.delayProbe > 0 {
 		o.probe()
 	}
@@ -76,7 +76,7 @@ type hubObs struct {
 
 // Utilization window: hubio.hub.utilization is the hub's utilization over
 // the last utilSteps×utilStep (10 s) before the collection, from loop times
-// sampled by a timer on the hub every utilStep, so that every reader of a
+// sampled by a runtime timer every utilStep, so that every reader of a
 // provider, whenever it collects, reads the same figure (Node samples its
 // event-loop utilization the same way).
 const (
@@ -86,8 +86,8 @@ const (
 
 // loadWindow keeps the hub's last utilSteps loop-time samples.
 //
-// Ownership: mu guards everything; step (hub goroutine, every utilStep)
-// writes, utilization (collections, any goroutine) reads.
+// Ownership: mu guards everything; step (a runtime timer's goroutine,
+// every utilStep) writes, utilization (collections, any goroutine) reads.
 type loadWindow struct {
 	mu    sync.Mutex
 	busy  [utilSteps]time.Duration
@@ -128,14 +128,19 @@ func (w *loadWindow) utilization(busy, idle time.Duration) float64 {
 	return float64(db) / float64(db+di)
 }
 
-// step samples the hub's loop time every utilStep. Hub goroutine; on a
-// closed hub AfterFunc never runs, which ends the chain.
+// step samples the hub's loop time every utilStep, on a runtime timer's
+// goroutine (LoopTime may be read from any): a timer in the hub's own heap
+// would make the hub read the clock at every wake-up to see whether it was
+// due (docs/telemetry.md, fifth pass). A closed hub ends the chain.
 func (o *hubObs) step() {
+	if o.h.Err() != nil {
+		return
+	}
 	busy, idle := o.h.LoopTime()
 	o.window.mu.Lock()
 	o.window.add(busy, idle)
 	o.window.mu.Unlock()
-	o.h.AfterFunc(utilStep, o.step)
+	time.AfterFunc(utilStep, o.step)
 }
 
 // LoopDelay records how late a timer ran. Hub goroutine.
@@ -174,12 +179,21 @@ func (o *hubObs) HandOff(d time.Duration) {
 	o.t.inst.handOff.Record(bg, d.Seconds(), o.opts...)
 }
 
-// probe re-arms itself every delayProbe on the hub, so that the hub always
-// has a timer to be late for. On a closed hub AfterFunc never runs, which
-// ends the chain.
+// probe gives the hub a timer to be late for every delayProbe. The period
+// is kept by a runtime timer, which at its expiry adds a hub timer due at
+// once (probeDue); the hub measures, as for any of its timers, how late it
+// ran that one (hubio.hub.loop.delay, Hub.LoopDelay) and then re-arms the
+// runtime timer (probe, on the hub goroutine). So the hub's heap holds the
+// probe only from its expiry until the hub runs it: a timer pending in the
+// heap would make the hub read the clock at every wake-up to see whether
+// it was due (docs/telemetry.md, fifth pass). On a closed hub AfterFunc
+// never runs, which ends the chain.
 func (o *hubObs) probe() {
-	o.h.AfterFunc(o.t.cfg.delayProbe, o.probe)
+	time.AfterFunc(o.t.cfg.delayProbe, o.probeDue)
 }
+
+// probeDue hands the expired probe to the hub. A runtime timer's goroutine.
+func (o *hubObs) probeDue() { o.h.AfterFunc(0, o.probe) }
 
 // hubRegistry holds a Telemetry's instrumented hubs.
 type hubRegistry struct {

@@ -107,7 +107,9 @@ func WithHandOffSampling(n int) Option {
 // WithLoopDelayProbe arms a timer on each instrumented hub every d (1 s by
 // default; d ≤ 0 turns the probe off), so that hubio.hub.loop.delay has a
 // sample per d even on a hub that runs no other timers, as Node's
-// monitorEventLoopDelay does.
+// monitorEventLoopDelay does. A runtime timer keeps the period and adds the
+// hub timer at its expiry, so the sample is how late the hub ran a timer
+// once it was due, and the hub's heap is empty in between.
 func WithLoopDelayProbe(d time.Duration) Option {
 	return func(c *config) { c.delayProbe = d }
 }

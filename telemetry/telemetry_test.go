@@ -242,6 +242,38 @@ func TestBusyHubUtilizationStaysInRange(t *testing.T) {
 	}
 }
 
+// TestLoopDelayProbeSeesAStall: the probe's period is kept by a runtime
+// timer that hands the hub a timer due at once, so a hub stuck in a
+// callback still reads as late by about the stall (less at most one
+// probe period), as when the probe sat in the hub's heap.
+func TestLoopDelayProbeSeesAStall(t *testing.T) {
+	tel, r := newTelemetry(t, telemetry.WithLoopDelayProbe(5*time.Millisecond))
+	h := hubtest.NewHub(t)
+	tel.InstrumentHub(h)
+	// Let the probe run a few times first, so that its chain is armed.
+	if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Timers >= 3 }) {
+		t.Fatalf("%d timers run in 10 s with a 5 ms probe", h.Stats().Timers)
+	}
+	const stall = 80 * time.Millisecond
+	done := make(chan struct{})
+	h.Schedule(func() {
+		for t0 := time.Now(); time.Since(t0) < stall; {
+		}
+		close(done)
+	})
+	<-done
+	var hi float64
+	if !hubtest.WaitFor(10*time.Second, func() bool {
+		_, _, _, hi = histStats(r.collect()[telemetry.MetricHubLoopDelay])
+		return hi >= 0.04
+	}) {
+		t.Errorf("loop delay at most %v s after the hub stalled %v under a 5 ms probe", hi, stall)
+	}
+	if d := h.LoopDelay(); d <= 0 {
+		t.Errorf("Hub.LoopDelay %v with a probe armed, want > 0", d)
+	}
+}
+
 func TestLoopDelayRecorded(t *testing.T) {
 	tel, r := newTelemetry(t, telemetry.WithLoopDelayProbe(5*time.Millisecond))
 	h := hubtest.NewHub(t)
