@@ -165,61 +165,12 @@ func TestAddObserverKeepsTheFirst(t *testing.T) {
 // to the time since SetObserver, and busy must grow with the passes.
 func TestLoopTimeUnderEventsOnly(t *testing.T) {
 	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
-		// Ping-pong between this goroutine and an echo goroutine over two
-		// pipes: each side waits through the hub for the other's byte, so
-		// every round takes hub passes that only deliver readiness.
-		r1, w1 := pipe(t)
-		r2, w2 := pipe(t)
-		reg1, err := h.Register(r1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(reg1.Deregister)
-		reg2, err := h.Register(r2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(reg2.Deregister)
-		readOne := func(reg *poller.Registration, fd int) error {
-			var buf [1]byte
-			for {
-				if err := reg.Prepare(poller.Read); err != nil {
-					return err
-				}
-				if _, err := unix.Read(fd, buf[:]); err != unix.EAGAIN {
-					return err
-				}
-				if err := reg.Wait(poller.Read); err != nil {
-					return err
-				}
-			}
-		}
 		const rounds = 2000
-		echoed := make(chan error, 1)
-		go func() {
-			for range rounds {
-				if err := readOne(reg1, r1); err != nil {
-					echoed <- err
-					return
-				}
-				if _, err := unix.Write(w2, []byte{1}); err != nil {
-					echoed <- err
-					return
-				}
-			}
-			echoed <- nil
-		}()
 		h.SetObserver(&recorder{}, 0)
 		start := time.Now()
 		busy0, idle0 := h.LoopTime()
 		lastBusy, lastIdle := busy0, idle0
-		for i := range rounds {
-			if _, err := unix.Write(w1, []byte{1}); err != nil {
-				t.Fatal(err)
-			}
-			if err := readOne(reg2, r2); err != nil {
-				t.Fatal(err)
-			}
+		pingPong(t, h, rounds, func(i int) {
 			if i%50 == 0 {
 				busy, idle := h.LoopTime()
 				if busy < lastBusy || idle < lastIdle {
@@ -227,10 +178,7 @@ func TestLoopTimeUnderEventsOnly(t *testing.T) {
 				}
 				lastBusy, lastIdle = busy, idle
 			}
-		}
-		if err := <-echoed; err != nil {
-			t.Fatal(err)
-		}
+		})
 		busy, idle := h.LoopTime()
 		elapsed := time.Since(start)
 		if busy < lastBusy || idle < lastIdle {
@@ -247,8 +195,9 @@ func TestLoopTimeUnderEventsOnly(t *testing.T) {
 
 // pingPong runs rounds of a byte sent through two pipes between this
 // goroutine and an echo goroutine, each side waiting through h for the
-// other's byte: hub passes that only deliver readiness.
-func pingPong(t *testing.T, h *poller.Hub, rounds int) {
+// other's byte: hub passes that only deliver readiness. each, if not nil,
+// runs on this goroutine after every round.
+func pingPong(t *testing.T, h *poller.Hub, rounds int, each func(round int)) {
 	t.Helper()
 	r1, w1 := pipe(t)
 	r2, w2 := pipe(t)
@@ -290,12 +239,15 @@ func pingPong(t *testing.T, h *poller.Hub, rounds int) {
 		}
 		echoed <- nil
 	}()
-	for range rounds {
+	for i := range rounds {
 		if _, err := unix.Write(w1, []byte{1}); err != nil {
 			t.Fatal(err)
 		}
 		if err := readOne(reg2, r2); err != nil {
 			t.Fatal(err)
+		}
+		if each != nil {
+			each(i)
 		}
 	}
 	if err := <-echoed; err != nil {
@@ -341,7 +293,7 @@ func TestLoopTimeConcurrentReaders(t *testing.T) {
 				}
 			}()
 		}
-		pingPong(t, h, 500)
+		pingPong(t, h, 500, nil)
 		busy0, _ := h.LoopTime()
 		const spin = 30 * time.Millisecond
 		done := make(chan struct{})
@@ -355,7 +307,7 @@ func TestLoopTimeConcurrentReaders(t *testing.T) {
 		if busy, _ := h.LoopTime(); busy-busy0 < spin {
 			t.Errorf("busy grew by %v over a callback that spun %v", busy-busy0, spin)
 		}
-		pingPong(t, h, 500)
+		pingPong(t, h, 500, nil)
 		close(stop)
 		wg.Wait()
 		for range 3 {
