@@ -60,7 +60,7 @@ func TestSizeBucketsStartAboveZero(t *testing.T) {
 	tel.InstrumentHub(h)
 	c, s := pair(t, h, "tcp")
 	tel.InstrumentConn(c)
-	pump(t, c, s, []int{1, 20, 100})
+	hubtest.Pump(t, c, s, 1, 20, 100)
 	hist, ok := r.collect()[telemetry.MetricWriteSize].(metricdata.Histogram[float64])
 	if !ok || len(hist.DataPoints) != 1 {
 		t.Fatalf("write_size: %+v", hist)

@@ -4,7 +4,6 @@ package telemetry_test
 
 import (
 	"context"
-	"io"
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -123,28 +122,4 @@ func pointAttrs(a metricdata.Aggregation) []attribute.Set {
 func pair(t testing.TB, h *poller.Hub, network string) (*transport.Conn, *transport.Conn) {
 	t.Helper()
 	return hubtest.ConnPair(t, h, network)
-}
-
-// pump writes chunks from w and reads them all on r; it returns the bytes
-// written.
-func pump(t testing.TB, w, r *transport.Conn, chunks []int) int {
-	t.Helper()
-	total := 0
-	for _, n := range chunks {
-		total += n
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := io.CopyN(io.Discard, r, int64(total))
-		done <- err
-	}()
-	for _, n := range chunks {
-		if _, err := w.Write(make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	return total
 }

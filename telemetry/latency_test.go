@@ -25,7 +25,7 @@ func TestWriteLatencyHistograms(t *testing.T) {
 	sizes := []int{200, 2000, 20000, 100000, 300000}
 	for range 5 {
 		for _, n := range sizes {
-			pump(t, c, s, []int{n})
+			hubtest.Pump(t, c, s, n)
 			if !hubtest.WaitFor(5*time.Second, func() bool {
 				st := c.WriteTimestampStats()
 				return st.Recorded+st.Lost == st.Sampled
@@ -70,7 +70,7 @@ func TestWriteLatencyOffByDefault(t *testing.T) {
 	if err := tel.InstrumentConn(c); err != nil {
 		t.Fatal(err)
 	}
-	pump(t, c, s, []int{100, 100})
+	hubtest.Pump(t, c, s, 100, 100)
 	if st := c.WriteTimestampStats(); st.Sampled != 0 {
 		t.Errorf("timestamps sampled without WithWriteLatency: %+v", st)
 	}

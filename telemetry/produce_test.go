@@ -24,8 +24,8 @@ func TestSizeHistogramsAfterProduceSizes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	written := pump(t, c, s, chunks)
-	written += pump(t, s, c, []int{10, 20})
+	written := hubtest.Pump(t, c, s, chunks...)
+	written += hubtest.Pump(t, s, c, 10, 20)
 
 	m := r.collect()
 	for _, name := range []string{telemetry.MetricWriteSize, telemetry.MetricReadSize} {

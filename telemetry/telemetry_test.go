@@ -44,8 +44,8 @@ func TestOpMetricsCountEveryByteAndConnection(t *testing.T) {
 			if err := tel.InstrumentConn(s); err != nil {
 				t.Fatal(err)
 			}
-			written := pump(t, c, s, chunks)
-			written += pump(t, s, c, []int{10, 20})
+			written := hubtest.Pump(t, c, s, chunks...)
+			written += hubtest.Pump(t, s, c, 10, 20)
 
 			m := r.collect()
 			wn, wsum, _, _ := histStats(m[n.writeSize])
@@ -107,7 +107,7 @@ func TestTCPInfoOnLoopback(t *testing.T) {
 	c, s := pair(t, h, "tcp")
 	tel.InstrumentConn(c)
 	tel.InstrumentConn(s)
-	written := pump(t, c, s, chunks)
+	written := hubtest.Pump(t, c, s, chunks...)
 
 	info, err := c.TCPInfo()
 	if err != nil {

@@ -3,12 +3,13 @@
 // for goroutines and fds, run per test (Check) and per test binary
 // (VerifyTestMain), a hub closed at cleanup whose test is leak-checked
 // (NewHub) or not (NewHubUnchecked), waits on conditions (WaitFor,
-// Eventually), a connected pair of hub conns (ConnPair), and a Multipath
-// TCP pair on loopback, or a skip where the kernel has none (MPTCPPair).
+// Eventually), a connected pair of hub conns (ConnPair) and traffic
+// through it (Pump), and a Multipath TCP pair on loopback, or a skip where
+// the kernel has none (MPTCPPair).
 //
-// It imports poller and transport, so only external test packages (package
-// x_test) can use it from those packages' own tests. Its exported counterparts for users are
-// in package testutil, which calls it.
+// It imports poller and transport, so only external test packages
+// (package x_test) can use it from those packages' own tests. Its exported
+// counterparts for users are in package testutil, which calls it.
 package hubtest
 
 import (

@@ -2,6 +2,7 @@ package hubtest
 
 import (
 	"context"
+	"io"
 	"path/filepath"
 	"testing"
 
@@ -44,4 +45,29 @@ func ConnPair(t testing.TB, h *poller.Hub, network string) (dialed, accepted *tr
 	}
 	t.Cleanup(func() { a.c.Close() })
 	return c, a.c
+}
+
+// Pump writes chunks of the given sizes (zero bytes) to w while a goroutine
+// reads them all from r, and returns the bytes written once every one has
+// been read: no read or write of either is in flight after it.
+func Pump(t testing.TB, w io.Writer, r io.Reader, chunks ...int) int {
+	t.Helper()
+	total := 0
+	for _, n := range chunks {
+		total += n
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.Discard, r, int64(total))
+		done <- err
+	}()
+	for _, n := range chunks {
+		if _, err := w.Write(make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return total
 }

@@ -4,7 +4,6 @@ package sdkproducer_test
 
 import (
 	"context"
-	"io"
 	"slices"
 	"testing"
 	"time"
@@ -119,29 +118,6 @@ func pair(t *testing.T, h *poller.Hub, tel *telemetry.Telemetry, network string)
 	return c, s
 }
 
-// pump writes chunks of the given sizes from w and reads them all on r,
-// then returns: no syscall of either is in flight after it.
-func pump(t *testing.T, w, r *transport.Conn, chunks ...int) {
-	t.Helper()
-	total := 0
-	for _, n := range chunks {
-		total += n
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := io.CopyN(io.Discard, r, int64(total))
-		done <- err
-	}()
-	for _, n := range chunks {
-		if _, err := w.Write(make([]byte, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
-
 // chunks returns n write sizes spread over the size buckets.
 func chunks(n int) []int {
 	out := make([]int, n)
@@ -202,13 +178,13 @@ func TestProducerEqualsTheSDK(t *testing.T) {
 			tc1, ts1 := pair(t, h, tel, "tcp")
 			tc2, ts2 := pair(t, h, tel, "tcp")
 			uc, us := pair(t, h, tel, "unix")
-			pump(t, tc1, ts1, chunks(40)...)
-			pump(t, ts2, tc2, chunks(25)...)
-			pump(t, uc, us, chunks(30)...)
+			hubtest.Pump(t, tc1, ts1, chunks(40)...)
+			hubtest.Pump(t, ts2, tc2, chunks(25)...)
+			hubtest.Pump(t, uc, us, chunks(30)...)
 			compare("first collection")
 
-			pump(t, tc2, ts2, chunks(17)...)
-			pump(t, us, uc, chunks(9)...)
+			hubtest.Pump(t, tc2, ts2, chunks(17)...)
+			hubtest.Pump(t, us, uc, chunks(9)...)
 			compare("second collection")
 
 			// Close one TCP pair and the unix pair: their counts stay in
@@ -217,7 +193,7 @@ func TestProducerEqualsTheSDK(t *testing.T) {
 				c.Close()
 			}
 			compare("after closing")
-			pump(t, tc2, ts2, chunks(11)...)
+			hubtest.Pump(t, tc2, ts2, chunks(11)...)
 			compare("after more traffic")
 		})
 	}
@@ -272,11 +248,11 @@ func TestNoDoubleCount(t *testing.T) {
 		cs, ss := c.Stats(), s.Stats()
 		return cs.Writes + ss.Writes, cs.Reads + ss.Reads
 	}
-	pump(t, c, s, chunks(30)...)
+	hubtest.Pump(t, c, s, chunks(30)...)
 	w, rd := stats()
 	count("first", w, rd)
 	count("again, no traffic", w, rd)
-	pump(t, s, c, chunks(20)...)
+	hubtest.Pump(t, s, c, chunks(20)...)
 	w, rd = stats()
 	count("more traffic", w, rd)
 	c.Close()
