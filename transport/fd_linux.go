@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 
 	"github.com/hubio/hubio/poller"
@@ -27,25 +28,48 @@ const maxRW = 1 << 30
 // RawRead; wmu serialises Write and RawWrite, so one goroutine at a time
 // waits in each direction of reg and concurrent writes never interleave.
 //
-// Lock order: an operation takes its reference (incref) first, then at most
-// one of rmu and wmu. rmu and wmu are leaf locks: while one is held, the
-// only calls out are the syscall, Registration.Prepare and Wait (which take
-// no lock: Wait parks on the direction's token channel) and, in readPooled,
-// the caller's BufferPool. The hub goroutine, deadline timers and Close
-// never take them (Close wakes waiters through reg), so a reader and a
-// writer never wait for each other, and Close never waits for a lock that
-// a parked reader or writer holds.
+// References: an operation that takes rmu or wmu (Read, Write, Accept, the
+// raw and timestamped I/O) holds no reference: the direction's lock stands
+// for one. It checks the closed bit once it holds the lock (lockDir), and
+// Close, after setting that bit and waking the waiters, takes and drops
+// each lock before it drops its own reference, so the fd number is not
+// closed while an operation holds either lock, and every later one sees
+// the bit. So a read or a write costs two atomic operations fewer than
+// with a reference as well, and the reader and the writer no longer write
+// one shared word (refs) on every operation, as package net's fdMutex
+// makes them do. Every other use of sysfd (socket options, shutdown,
+// deadlines, addresses, the error queue) takes a reference (incref).
+//
+// Lock order: rmu and wmu are leaf locks, taken after a reference if the
+// operation holds one: while one is held, the only calls out are the
+// syscall, Registration.Prepare and Wait (which take no lock: Wait parks on
+// the direction's token channel) and, in readPooled, the caller's
+// BufferPool. The hub goroutine and deadline timers never take them, so a
+// reader and a writer never wait for each other. Close takes them only
+// after waking every waiter through reg (Deregister), so it waits for a
+// parked reader or writer only as long as it takes to return
+// net.ErrClosed, as it waited for its reference before.
 type netFD struct {
 	sysfd int
 	reg   *poller.Registration
 	refs  fdRefs
-	rmu   sync.Mutex
-	wmu   sync.Mutex
 	// done is closed by destroy, once sysfd has been closed.
 	done chan struct{}
 	// cleanup closes sysfd if the netFD becomes unreachable unclosed, as
 	// package net's finalizer on its netFD does; destroy stops it.
 	cleanup runtime.Cleanup
+
+	// rmu and wmu each sit on a cache line of their own, away from the
+	// fields above (which both directions read on every operation) and
+	// from each other, so that the reader and the writer, usually on
+	// different cores, write no line the other reads. stats keeps its
+	// read and write counters apart likewise.
+	_   cpu.CacheLinePad
+	rmu sync.Mutex
+	_   cpu.CacheLinePad
+	wmu sync.Mutex
+	_   cpu.CacheLinePad
+
 	// stats counts syscalls and bytes; see stats.go.
 	stats connCounters
 	// tstamps holds the write-timestamp state; see tstamp_linux.go.
@@ -116,21 +140,38 @@ func (fd *netFD) Close() error {
 	}
 	fd.observeClose()
 	fd.releaseSlot()
-	fd.reg.Deregister()
+	fd.reg.Deregister() // wakes the waiters: they return net.ErrClosed
+	// Readers and writers hold the direction's lock in place of a
+	// reference: wait for the one in each direction to leave. Any later
+	// one sees the closed bit under the lock (lockDir).
+	fd.rmu.Lock()
+	fd.rmu.Unlock()
+	fd.wmu.Lock()
+	fd.wmu.Unlock()
 	fd.decref()
 	<-fd.done
 	return nil
+}
+
+// lockDir takes a direction's lock (rmu or wmu) for one operation, which
+// then needs no reference (see netFD). It returns false, holding nothing,
+// once the fd is closed.
+func (fd *netFD) lockDir(mu *sync.Mutex) bool {
+	mu.Lock()
+	if fd.refs.closed() {
+		mu.Unlock()
+		return false
+	}
+	return true
 }
 
 // Read reads into p: the retry loop every operation shares. Try the
 // syscall; on EAGAIN wait until the hub says the fd is ready, and retry;
 // EINTR is retried in ignoringEINTRIO.
 func (fd *netFD) Read(p []byte) (int, error) {
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.rmu) {
 		return 0, net.ErrClosed
 	}
-	defer fd.decref()
-	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
@@ -201,11 +242,9 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 	if size < 0 {
 		return nil, 0, syscall.EINVAL
 	}
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.rmu) {
 		return nil, 0, net.ErrClosed
 	}
-	defer fd.decref()
-	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
 	if size == 0 {
 		return nil, 0, nil
@@ -233,11 +272,9 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 // Write writes all of p, waiting on the hub whenever the socket buffer is
 // full.
 func (fd *netFD) Write(p []byte) (int, error) {
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.wmu) {
 		return 0, net.ErrClosed
 	}
-	defer fd.decref()
-	fd.wmu.Lock()
 	defer fd.wmu.Unlock()
 	if len(p) == 0 {
 		return 0, nil
@@ -280,11 +317,9 @@ const maxIovecs = 1024
 // writeBuffers writes every buffer with writev, in as few syscalls as the
 // socket buffer allows. Written bytes are consumed from *v.
 func (fd *netFD) writeBuffers(v *net.Buffers) (int64, error) {
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.wmu) {
 		return 0, net.ErrClosed
 	}
-	defer fd.decref()
-	fd.wmu.Lock()
 	defer fd.wmu.Unlock()
 	if err := fd.reg.Prepare(poller.Write); err != nil {
 		return 0, err
@@ -332,11 +367,9 @@ func consume(v *net.Buffers, n int) {
 // without accepting, a refused conn is reset and the loop goes on, and an
 // admitted one comes with its slot (nil if it holds none).
 func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockaddr, *slot, error) {
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.rmu) {
 		return -1, nil, nil, net.ErrClosed
 	}
-	defer fd.decref()
-	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
 	if err := fd.reg.Prepare(poller.Read); err != nil {
 		return -1, nil, nil, err
@@ -434,11 +467,9 @@ func (fd *netFD) rawWrite(f func(uintptr) bool) error { return fd.rawIO(&fd.wmu,
 
 // rawIO runs f under the direction's lock until it reports done.
 func (fd *netFD) rawIO(mu *sync.Mutex, m poller.Mode, f func(uintptr) bool) error {
-	if !fd.refs.incref() {
+	if !fd.lockDir(mu) {
 		return net.ErrClosed
 	}
-	defer fd.decref()
-	mu.Lock()
 	defer mu.Unlock()
 	if err := fd.reg.Prepare(m); err != nil {
 		return err

@@ -12,7 +12,8 @@ import "sync/atomic"
 //	bits 0–62  references: operations in flight, plus one held by Close
 //
 // Protocol: every operation that uses the fd number calls incref first and
-// decref when done; Close calls markClosed, wakes waiters, then decref. The
+// decref when done, except those that hold rmu or wmu instead (netFD);
+// Close calls markClosed, wakes waiters, waits out both locks, then decref. The
 // decref that leaves v == closedBit (closed, no references) is the last
 // user and the only one allowed to close(2) the fd.
 type fdRefs struct{ v atomic.Uint64 }
@@ -45,6 +46,9 @@ func (r *fdRefs) markClosed() bool {
 		}
 	}
 }
+
+// closed reports whether markClosed has run.
+func (r *fdRefs) closed() bool { return r.v.Load()&closedBit != 0 }
 
 // decref drops a reference and reports whether the caller was the last user
 // of a closed fd, and so must close it.

@@ -119,11 +119,9 @@ func setTimestamping(s int) error {
 }
 
 func (fd *netFD) enableTimestamps(period int, o WriteLatencyObserver) error {
-	if !fd.refs.incref() {
+	if !fd.lockDir(&fd.wmu) {
 		return net.ErrClosed
 	}
-	defer fd.decref()
-	fd.wmu.Lock()
 	defer fd.wmu.Unlock()
 	if fd.tstamps.p.Load() != nil {
 		return errTimestampsOn
