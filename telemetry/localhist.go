@@ -22,19 +22,22 @@ import (
 //
 // State layout: each bucket is one word, count<<sumBits | sum, so that one
 // atomic addition counts a value and a reader always sees a bucket's count
-// and sum together. The word holds what was counted since the last fold;
-// every foldEvery values the writer moves all words into wide (under mu),
-// so a word never holds more than foldEvery values (count < 2^countBits)
-// summing to less than 2^sumBits (values are below 2^31).
+// and sum together. The word holds what was counted since its last fold:
+// the addition that brings a word to foldEvery values moves it into wide
+// (under mu), so a word never holds more than foldEvery values (count <
+// 2^countBits) summing to less than 2^sumBits (values are below 2^31).
 //
 // Ownership: one writer at a time calls observe (the goroutine holding the
-// conn's read or write lock, or the hub goroutine), which alone touches
-// tick. mu guards wide, flushed and scratch: the writer's fold and flush
-// (any goroutine) take it.
+// conn's read or write lock, or the hub goroutine). observe writes only its
+// bucket's word (and, at a fold, wide under mu), never the struct itself:
+// the struct's line stays read-only on the syscall path, so it stays in
+// every core's cache while the reader and the writer of a conn move
+// between cores (a per-writer tick kept here used to cost as much as the
+// addition, profiles at one caller per conn). mu guards wide and flushed:
+// the writer's fold and flush (any goroutine) take it.
 type localHist struct {
 	bounds []float64       // the instrument's bucket boundaries, ascending
 	words  []atomic.Uint64 // len(bounds)+1; see above
-	tick   uint32          // values observed since the last fold; writer only
 
 	mu      sync.Mutex
 	wide    []bucketTotals // folded words, since creation
@@ -69,21 +72,18 @@ func (h *localHist) observe(v int) {
 	for b < len(h.bounds) && float64(v) > h.bounds[b] {
 		b++
 	}
-	h.words[b].Add(1<<sumBits | uint64(v)&sumMask)
-	if h.tick++; h.tick == foldEvery {
-		h.tick = 0
-		h.fold()
+	if w := h.words[b].Add(1<<sumBits | uint64(v)&sumMask); w>>sumBits == foldEvery {
+		h.fold(b)
 	}
 }
 
-// fold moves every word into wide. Writer only.
-func (h *localHist) fold() {
+// fold moves word b into wide. Writer only: no other call adds to the word
+// between the addition that filled it and the swap.
+func (h *localHist) fold(b int) {
 	h.mu.Lock()
-	for b := range h.words {
-		w := h.words[b].Swap(0)
-		h.wide[b].count += w >> sumBits
-		h.wide[b].sum += w & sumMask
-	}
+	w := h.words[b].Swap(0)
+	h.wide[b].count += w >> sumBits
+	h.wide[b].sum += w & sumMask
 	h.mu.Unlock()
 }
 

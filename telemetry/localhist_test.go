@@ -110,3 +110,27 @@ func TestLocalHistFlushDuringWrites(t *testing.T) {
 		t.Errorf("flushed %d values summing to %d, want %d summing to %d", count, sum, n, want)
 	}
 }
+
+// TestLocalHistFoldsBeforeAWordOverflows: a bucket's word holds count and
+// sum together, with room for foldEvery of the largest values; far more of
+// them into one bucket, flushed once at the end, still come out exact in
+// count and sum, in addTotals and in flush.
+func TestLocalHistFoldsBeforeAWordOverflows(t *testing.T) {
+	const v = 1<<31 - 1 // the largest value observe takes; beyond the last bound
+	n := 3*foldEvery + 5
+	lh := newLocalHist(sizeBuckets)
+	for range n {
+		lh.observe(v)
+	}
+	totals := make([]bucketTotals, len(sizeBuckets)+1)
+	lh.addTotals(totals)
+	last := totals[len(sizeBuckets)]
+	if last.count != uint64(n) || last.sum != uint64(n)*v {
+		t.Errorf("addTotals: %d values summing to %d, want %d summing to %d", last.count, last.sum, n, uint64(n)*v)
+	}
+	var count, sum uint64
+	lh.flush(func(x float64) { count++; sum += uint64(x) })
+	if count != uint64(n) || sum != uint64(n)*v {
+		t.Errorf("flush: %d values summing to %d, want %d summing to %d", count, sum, n, uint64(n)*v)
+	}
+}

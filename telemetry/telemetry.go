@@ -65,6 +65,9 @@ func moduleVersion() string {
 // DefaultTCPInfoInterval is A80's TCP_CONNECTION_METRICS_RECORD_INTERVAL.
 const DefaultTCPInfoInterval = 5 * time.Minute
 
+// defaultHandOffEvery is WithHandOffSampling's default period.
+const defaultHandOffEvery = 64
+
 // Option configures a Telemetry.
 type Option func(*config)
 
@@ -98,8 +101,12 @@ func WithAddressLabels(on bool) Option {
 	return func(c *config) { c.addrLabels = on }
 }
 
-// WithHandOffSampling measures one hand-off in every n (16 by default;
-// 1 measures all, n ≤ 0 none) for hubio.hub.handoff.latency.
+// WithHandOffSampling measures one hand-off in every n (64 by default;
+// 1 measures all, n ≤ 0 none) for hubio.hub.handoff.latency. Each sample
+// is one Record into the SDK's histogram on the waiter's goroutine (a few
+// hundred ns with a reader), so at one caller per conn, where an RPC makes
+// about four hand-offs, one in 16 cost about 0.3% of CPU per RPC and one in
+// 64 about a quarter of it (docs/telemetry.md, sixth pass).
 func WithHandOffSampling(n int) Option {
 	return func(c *config) { c.handOffEvery = n }
 }
@@ -140,7 +147,7 @@ type Telemetry struct {
 // Telemetry values on one provider would report every series twice, so
 // share one (ForProvider does).
 func New(opts ...Option) (*Telemetry, error) {
-	cfg := config{tcpInterval: DefaultTCPInfoInterval, handOffEvery: 16, delayProbe: time.Second}
+	cfg := config{tcpInterval: DefaultTCPInfoInterval, handOffEvery: defaultHandOffEvery, delayProbe: time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
