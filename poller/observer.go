@@ -34,6 +34,20 @@ type Observer interface {
 	HandOff(d time.Duration)
 }
 
+// IterationSampler is an Observer that wants Iteration for one poll in
+// every IterationEvery() only (values below 2: every poll). The hub counts
+// the polls and calls the others not at all, so an observer that keeps a
+// sample of the events per poll pays nothing per poll: at one caller per
+// conn a hub polls about four times per RPC, and a call into the observer
+// at each poll was a tenth of telemetry's cost there (docs/telemetry.md,
+// sixth pass). The hub reads IterationEvery once, when the observer is
+// set or added; each observer of a hub keeps its own period. Package
+// telemetry's observer asks for one poll in 16.
+type IterationSampler interface {
+	Observer
+	IterationEvery() int
+}
+
 // SetObserver makes the hub report to o (nil stops reporting) and starts
 // the loop-time accounting read by LoopTime. One hand-off in every
 // handOffEvery is measured (1 measures all; ≤ 0 measures none). A later call
@@ -45,7 +59,7 @@ func (h *Hub) SetObserver(o Observer, handOffEvery int) {
 		h.obs.box.Store(nil)
 		return
 	}
-	b := &observerBox{o: o}
+	b := &observerBox{o: o, iters: []iterTarget{iterTargetOf(o)}}
 	if handOffEvery > 0 {
 		b.every = uint32(handOffEvery)
 	}
@@ -69,13 +83,14 @@ func (h *Hub) AddObserver(o Observer, handOffEvery int) {
 	every := uint32(max(handOffEvery, 0))
 	for {
 		old := h.obs.box.Load()
-		b := &observerBox{o: o, every: every}
+		b := &observerBox{o: o, every: every, iters: []iterTarget{iterTargetOf(o)}}
 		if old != nil {
 			prev, ok := old.o.(observers)
 			if !ok {
 				prev = observers{old.o}
 			}
 			b.o = append(prev[:len(prev):len(prev)], o)
+			b.iters = append(old.iters[:len(old.iters):len(old.iters)], iterTargetOf(o))
 			if old.every != 0 && (every == 0 || old.every < every) {
 				b.every = old.every
 			}
@@ -163,17 +178,35 @@ func (h *Hub) LoopTime() (busy, idle time.Duration) {
 }
 
 // observerBox holds an observer with its sampling period, so that one
-// atomic load reads both.
+// atomic load reads both. Immutable once stored.
 type observerBox struct {
 	o     Observer
 	every uint32 // measure one hand-off in every; 0 for none
+	// iters lists each observer (o itself, or each of observers) with the
+	// period at which it wants Iteration (polled).
+	iters []iterTarget
+}
+
+// iterTarget is one observer's share of Iteration: one poll in every.
+type iterTarget struct {
+	o     Observer
+	every uint32 // ≥ 1
+}
+
+func iterTargetOf(o Observer) iterTarget {
+	t := iterTarget{o: o, every: 1}
+	if s, ok := o.(IterationSampler); ok {
+		t.every = uint32(max(s.IterationEvery(), 1))
+	}
+	return t
 }
 
 // observing is a hub's telemetry state.
 //
 // Ownership: box is stored by SetObserver (any goroutine) and loaded by
 // everyone. since is set once. tick, parked, est, exactNs, cb, woke,
-// busyEst and rng are the hub goroutine's (plain fields). estBusy, exact,
+// busyEst, rng, iterBox and iterTicks are the hub goroutine's (plain
+// fields). estBusy, exact,
 // cbStart and seq are written by the hub goroutine only and read by
 // LoopTime; lastBusy and lastIdle are LoopTime's, under mu. queuedAt is
 // written under the hub's qmu.
@@ -199,6 +232,11 @@ type observing struct {
 	woke    int64         // hub clock at the wake-up of a sampled pass; 0 in the others
 	busyEst int64         // ns: running mean of the sampled pre-callback parts
 	rng     uint32        // xorshift state choosing the sampled passes; never 0 once used
+
+	// iterBox is the box whose iters iterTicks counts for: polls since
+	// each observer's last Iteration. The hub goroutine's (polled).
+	iterBox   *observerBox
+	iterTicks []uint32
 
 	mu       sync.Mutex // serialises LoopTime
 	lastBusy int64      // ns, LoopTime's last report; under mu
@@ -303,12 +341,23 @@ func (s *observing) ranCallbacks() {
 	s.cbStart.Store(n)
 }
 
-// polled ends a park and reports the events of one epoll_wait. Hub
-// goroutine only.
+// polled ends a park and reports the events of one epoll_wait to each
+// observer whose period has come round. Hub goroutine only.
 func (s *observing) polled(events int) {
 	s.unpark()
-	if b := s.on(); b != nil {
-		b.o.Iteration(events)
+	b := s.on()
+	if b == nil {
+		return
+	}
+	if s.iterBox != b {
+		s.iterBox = b
+		s.iterTicks = make([]uint32, len(b.iters)) // once per SetObserver or AddObserver
+	}
+	for i, t := range b.iters {
+		if s.iterTicks[i]++; s.iterTicks[i] >= t.every {
+			s.iterTicks[i] = 0
+			t.o.Iteration(events)
+		}
 	}
 }
 
@@ -351,17 +400,17 @@ func (s *observing) loopDelay(late int64) {
 }
 
 // delivering stamps a sampled hand-off before deliver wakes r's waiters.
-// Only a direction whose waiter is parked in Wait is stamped, so the
-// measured time is a wake-up and never the idle time before a Wait. Hub
-// goroutine only.
+// Only a direction whose waiter is in Wait (direction.waiting) is stamped,
+// so the measured time is a wake-up and never the idle time before a Wait.
+// Hub goroutine only.
 func (s *observing) delivering(r *Registration, read, write bool) {
 	b := s.on()
 	if b == nil || b.every == 0 {
 		return
 	}
 	for m, ready := range [2]bool{read, write} {
-		p := &r.dirs[m].probe
-		if !ready || !p.parked.Load() {
+		d := &r.dirs[m]
+		if !ready || !d.waiting.Load() {
 			continue
 		}
 		s.tick++
@@ -369,16 +418,19 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 			continue
 		}
 		s.tick = 0
-		p.wokeAt.Store(now())
+		d.probe.wokeAt.Store(now())
 	}
 }
 
 // handOffProbe measures one direction's hand-offs.
 //
-// Ownership: parked is set and cleared by the waiter around its park;
-// wokeAt is stamped by the hub goroutine (only while parked is set) and
-// taken by the waiter once it runs.
+// Ownership: wokeAt is stamped by the hub goroutine, only while the
+// direction's waiter is in Wait (direction.waiting, which the hand-off
+// protocol keeps anyway), and taken by the waiter once it runs (receive).
+// The waiter's common path only loads it: no atomic write per Wait unless
+// a stamp is there. A stamp meant for a Wait that returned without parking
+// (seq had moved) is left behind; the next receive drops it before it
+// parks, so a sample never spans the time between two Waits.
 type handOffProbe struct {
-	parked atomic.Bool
 	wokeAt atomic.Int64
 }

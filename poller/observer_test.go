@@ -341,3 +341,56 @@ func TestLoopTimeAfterObserverRemoved(t *testing.T) {
 		}
 	})
 }
+
+// sampler is a recorder that asks for one poll in every.
+type sampler struct {
+	recorder
+	every int
+}
+
+func (s *sampler) IterationEvery() int { return s.every }
+
+// TestIterationSamplerGetsOnePollInEvery: an observer that implements
+// IterationSampler is told of one poll in its period, counted by the hub,
+// while an observer beside it still hears of every poll, which the hub's
+// own count of polls (Stats.Iterations) matches.
+func TestIterationSamplerGetsOnePollInEvery(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		all, some := &recorder{}, &sampler{every: 4}
+		h.SetObserver(all, 0)
+		h.AddObserver(some, 0)
+		// Each snapshot runs on the hub goroutine, in a callback, so the
+		// poll that ran it has been reported to both observers and counted.
+		type snap struct{ polls, all, some int }
+		snapshot := func() snap {
+			got := make(chan snap, 1)
+			h.Schedule(func() {
+				_, _, _, a := all.counts()
+				_, _, _, s := some.counts()
+				got <- snap{int(h.Stats().Iterations), a, s}
+			})
+			select {
+			case s := <-got:
+				return s
+			case <-time.After(5 * time.Second):
+				t.Fatal("Schedule did not run in 5s")
+				return snap{}
+			}
+		}
+		first := snapshot()
+		for range 400 {
+			snapshot() // at least one poll each
+		}
+		last := snapshot()
+		polls, a, s := last.polls-first.polls, last.all-first.all, last.some-first.some
+		if polls < 400 {
+			t.Fatalf("%d polls, want at least 400", polls)
+		}
+		if a != polls {
+			t.Errorf("the plain observer heard of %d polls, want all %d", a, polls)
+		}
+		if s < polls/4-1 || s > polls/4+1 {
+			t.Errorf("the sampler heard of %d polls, want one in 4 of %d (%d ± 1)", s, polls, polls/4)
+		}
+	})
+}

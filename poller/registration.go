@@ -321,11 +321,12 @@ func (s *observing) receive(d *direction) {
 		return
 	}
 	p := &d.probe
-	p.wokeAt.Store(0)
-	p.parked.Store(true)
+	if p.wokeAt.Load() != 0 {
+		p.wokeAt.Store(0) // left by an earlier Wait (see handOffProbe)
+	}
 	<-d.token
-	p.parked.Store(false)
-	if at := p.wokeAt.Swap(0); at != 0 {
+	if at := p.wokeAt.Load(); at != 0 {
+		p.wokeAt.Store(0)
 		b.o.HandOff(time.Duration(now() - at))
 	}
 }

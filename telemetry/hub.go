@@ -66,12 +66,11 @@ type hubObs struct {
 
 	window loadWindow
 
-	// events counts the events of one poll in eventsEvery (hub goroutine;
-	// pollTick counts the polls in between) for hubio.hub.loop.events;
-	// collections flush it (recordEvents).
+	// events counts the events of one poll in eventsEvery (hub goroutine:
+	// the hub picks the polls, see IterationEvery) for
+	// hubio.hub.loop.events; collections flush it (recordEvents).
 	events       *localHist
 	recordEvents func(float64)
-	pollTick     uint32
 }
 
 // Utilization window: hubio.hub.utilization is the hub's utilization over
@@ -155,15 +154,14 @@ func (o *hubObs) LoopDelay(d time.Duration) {
 // cost more than all the other hub metrics together.
 const eventsEvery = 16
 
-// Iteration counts the events of one epoll_wait in eventsEvery, for
+// IterationEvery asks the hub for one poll in eventsEvery
+// (poller.IterationSampler): the hub counts the polls, and calls Iteration
+// for the sampled ones only.
+func (o *hubObs) IterationEvery() int { return eventsEvery }
+
+// Iteration counts the events of one sampled epoll_wait, for
 // hubio.hub.loop.events at the next collection. Hub goroutine.
-func (o *hubObs) Iteration(events int) {
-	if o.pollTick++; o.pollTick < eventsEvery {
-		return
-	}
-	o.pollTick = 0
-	o.events.observe(events)
-}
+func (o *hubObs) Iteration(events int) { o.events.observe(events) }
 
 // flush hands the events per poll counted since the previous flush to the
 // SDK.
