@@ -66,7 +66,7 @@ func moduleVersion() string {
 const DefaultTCPInfoInterval = 5 * time.Minute
 
 // defaultHandOffEvery is WithHandOffSampling's default period.
-const defaultHandOffEvery = 64
+const defaultHandOffEvery = 256
 
 // Option configures a Telemetry.
 type Option func(*config)
@@ -101,12 +101,15 @@ func WithAddressLabels(on bool) Option {
 	return func(c *config) { c.addrLabels = on }
 }
 
-// WithHandOffSampling measures one hand-off in every n (64 by default;
+// WithHandOffSampling measures one hand-off in every n (256 by default;
 // 1 measures all, n ≤ 0 none) for hubio.hub.handoff.latency. Each sample
-// is one Record into the SDK's histogram on the waiter's goroutine (a few
-// hundred ns with a reader), so at one caller per conn, where an RPC makes
-// about four hand-offs, one in 16 cost about 0.3% of CPU per RPC and one in
-// 64 about a quarter of it (docs/telemetry.md, sixth pass).
+// is one Record into the SDK's histogram on the waiter's goroutine, about
+// 1 µs with a reader on the 2-vCPU VM of docs/telemetry.md; at one caller
+// per conn, where an RPC makes about four hand-offs, one in 16 cost about
+// 0.25% of CPU per RPC, one in 64 0.17%, and one in 256 leaves it at a few
+// hundredths (docs/telemetry.md, sixth pass). One in 256 still gives a
+// server at 1,000 RPCs/s about a thousand samples a minute; a program that
+// wants more from a lightly loaded hub passes a smaller n.
 func WithHandOffSampling(n int) Option {
 	return func(c *config) { c.handOffEvery = n }
 }
