@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
 
 	"github.com/hubio/hubio/poller"
@@ -35,9 +34,8 @@ const maxRW = 1 << 30
 // each lock before it drops its own reference, so the fd number is not
 // closed while an operation holds either lock, and every later one sees
 // the bit. So a read or a write costs two atomic operations fewer than
-// with a reference as well, and the reader and the writer no longer write
-// one shared word (refs) on every operation, as package net's fdMutex
-// makes them do. Every other use of sysfd (socket options, shutdown,
+// with a reference as well (package net's fdMutex takes one compare-and-
+// swap to lock and reference, and one to unlock). Every other use of sysfd (socket options, shutdown,
 // deadlines, addresses, the error queue) takes a reference (incref).
 //
 // Lock order: rmu and wmu are leaf locks, taken after a reference if the
@@ -58,18 +56,12 @@ type netFD struct {
 	// cleanup closes sysfd if the netFD becomes unreachable unclosed, as
 	// package net's finalizer on its netFD does; destroy stops it.
 	cleanup runtime.Cleanup
-
-	// rmu and wmu each sit on a cache line of their own, away from the
-	// fields above (which both directions read on every operation) and
-	// from each other, so that the reader and the writer, usually on
-	// different cores, write no line the other reads. stats keeps its
-	// read and write counters apart likewise.
-	_   cpu.CacheLinePad
+	// rmu and wmu share a cache line with refs, as package net's fdMutex
+	// keeps both directions in one word: padding each direction's lock and
+	// counters onto lines of their own (384 bytes a conn) measured no
+	// gain (docs/performance.md, hand-off ideas).
 	rmu sync.Mutex
-	_   cpu.CacheLinePad
 	wmu sync.Mutex
-	_   cpu.CacheLinePad
-
 	// stats counts syscalls and bytes; see stats.go.
 	stats connCounters
 	// tstamps holds the write-timestamp state; see tstamp_linux.go.

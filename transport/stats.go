@@ -3,8 +3,6 @@ package transport
 import (
 	"sync/atomic"
 
-	"golang.org/x/sys/cpu"
-
 	"github.com/hubio/hubio/poller"
 )
 
@@ -61,19 +59,12 @@ type ioObserverBox struct{ o IOObserver }
 // Ownership: the read counters are written by the goroutine holding the
 // fd's read lock, the write counters by the one holding its write lock;
 // Stats reads them from any goroutine, hence atomics (uncontended: one
-// writer each). obs is stored by SetObserver and loaded per syscall. Each
-// group sits on a cache line of its own (see netFD): the reader's
-// additions do not take the line the writer adds to, nor the one holding
-// obs that both read.
+// writer each). obs is stored by SetObserver and loaded per syscall.
 type connCounters struct {
-	obs                  atomic.Pointer[ioObserverBox]
-	_                    cpu.CacheLinePad
-	bytesRead, reads     atomic.Uint64
-	readWaits            atomic.Uint64
-	_                    cpu.CacheLinePad
-	bytesWritten, writes atomic.Uint64
-	writeWaits           atomic.Uint64
-	_                    cpu.CacheLinePad
+	obs                     atomic.Pointer[ioObserverBox]
+	bytesRead, bytesWritten atomic.Uint64
+	reads, writes           atomic.Uint64
+	readWaits, writeWaits   atomic.Uint64
 }
 
 // read counts one read syscall that returned n > 0 bytes.
