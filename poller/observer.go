@@ -1,6 +1,7 @@
 package poller
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -81,16 +82,17 @@ func (h *Hub) AddObserver(o Observer, handOffEvery int) {
 		return
 	}
 	every := uint32(max(handOffEvery, 0))
+	it := iterTargetOf(o)
 	for {
 		old := h.obs.box.Load()
-		b := &observerBox{o: o, every: every, iters: []iterTarget{iterTargetOf(o)}}
+		b := &observerBox{o: o, every: every, iters: []iterTarget{it}}
 		if old != nil {
 			prev, ok := old.o.(observers)
 			if !ok {
 				prev = observers{old.o}
 			}
 			b.o = append(prev[:len(prev):len(prev)], o)
-			b.iters = append(old.iters[:len(old.iters):len(old.iters)], iterTargetOf(o))
+			b.iters = append(old.iters[:len(old.iters):len(old.iters)], it)
 			if old.every != 0 && (every == 0 || old.every < every) {
 				b.every = old.every
 			}
@@ -196,7 +198,7 @@ type iterTarget struct {
 func iterTargetOf(o Observer) iterTarget {
 	t := iterTarget{o: o, every: 1}
 	if s, ok := o.(IterationSampler); ok {
-		t.every = uint32(max(s.IterationEvery(), 1))
+		t.every = uint32(min(max(s.IterationEvery(), 1), math.MaxUint32))
 	}
 	return t
 }
@@ -347,6 +349,9 @@ func (s *observing) polled(events int) {
 	s.unpark()
 	b := s.on()
 	if b == nil {
+		if s.iterBox != nil {
+			s.iterBox, s.iterTicks = nil, nil // keep no removed observer reachable
+		}
 		return
 	}
 	if s.iterBox != b {
@@ -430,7 +435,9 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 // The waiter's common path only loads it: no atomic write per Wait unless
 // a stamp is there. A stamp meant for a Wait that returned without parking
 // (seq had moved) is left behind; the next receive drops it before it
-// parks, so a sample never spans the time between two Waits.
+// parks, so a sample never spans the time between two Waits. Such stamps
+// are lost samples: fewer than one hand-off in handOffEvery is measured
+// when waiters often find their direction ready without parking.
 type handOffProbe struct {
 	wokeAt atomic.Int64
 }

@@ -147,11 +147,12 @@ func (o *hubObs) LoopDelay(d time.Duration) {
 	o.t.inst.loopDelay.Record(bg, d.Seconds(), o.opts...)
 }
 
-// eventsEvery samples hubio.hub.loop.events: one poll in 16 is counted, as
-// hand-offs are sampled. The distribution (and the mean, sum/count) is
-// that of all polls; the exact number of polls is hubio.hub.loop.iterations.
-// A poll happens once or twice per RPC at low load, so counting every one
-// cost more than all the other hub metrics together.
+// eventsEvery samples hubio.hub.loop.events: one poll in 16 is counted
+// (hand-offs are sampled likewise, one in 256 by default). The
+// distribution (and the mean, sum/count) is that of all polls; the exact
+// number of polls is hubio.hub.loop.iterations. A hub polls two to four
+// times per RPC at low load, so counting every poll cost more than all the
+// other hub metrics together.
 const eventsEvery = 16
 
 // IterationEvery asks the hub for one poll in eventsEvery

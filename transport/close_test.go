@@ -13,7 +13,6 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -393,84 +392,83 @@ func TestDroppedConnsAreClosedByTheCollector(t *testing.T) {
 // TestCloseWaitsForOperationsInsideTheDirectionLocks: reads and writes
 // hold their direction's lock instead of a reference on the fd, so Close
 // must wait for an operation inside either lock before it closes the
-// socket, or that operation would use a closed (or reused) fd number. A
-// raw read and a raw write each stop inside the lock, check their fd
-// number, see the conn marked closed, give a wrong Close every chance to
-// finish, and check the fd number again: it must still be open, and Close
-// must return only once both have left.
+// socket, or that operation would use a closed (or reused) fd number. In
+// each direction alone, a raw operation stops inside the lock, sees the
+// conn marked closed, gives a wrong Close every chance to finish, and
+// checks its fd number: it must still be open, and Close must return only
+// once the operation has left.
 func TestCloseWaitsForOperationsInsideTheDirectionLocks(t *testing.T) {
-	h := hubtest.NewHub(t)
-	c, peer := hubtest.ConnPair(t, h, "tcp")
-	defer peer.Close()
-	if _, err := peer.Write([]byte("x")); err != nil { // makes the raw read's first call run at once
-		t.Fatal(err)
-	}
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fdOpen := func(fd uintptr) bool {
-		var st syscall.Stat_t
-		return syscall.Fstat(int(fd), &st) == nil
-	}
-	closeReturned := make(chan error, 1)
-	inside := make(chan string, 2)
-	release := make(chan struct{})
-	bad := make(chan string, 4)
-	op := func(name string, do func(func(uintptr) bool) error) {
-		done := false
-		err := do(func(fd uintptr) bool {
-			if done {
-				return true
+	for _, dir := range []string{"read", "write"} {
+		t.Run(dir, func(t *testing.T) {
+			h := hubtest.NewHub(t)
+			c, peer := hubtest.ConnPair(t, h, "tcp")
+			defer peer.Close()
+			raw, err := c.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
 			}
-			done = true
-			if !fdOpen(fd) {
-				bad <- name + ": fd closed on entry"
+			do := raw.Read
+			if dir == "write" {
+				do = raw.Write
 			}
-			inside <- name
-			<-release
-			// Close has marked the conn closed and woken its waiters; a
-			// Close that did not wait for this lock has closed the fd by
-			// now or will within the bound.
-			select {
-			case err := <-closeReturned:
-				closeReturned <- err
-				bad <- name + ": Close returned while an operation was inside the lock"
-			case <-time.After(100 * time.Millisecond):
+			fdOpen := func(fd uintptr) bool {
+				var st syscall.Stat_t
+				return syscall.Fstat(int(fd), &st) == nil
 			}
-			if !fdOpen(fd) {
-				bad <- name + ": fd closed while an operation was inside the lock"
+			closeReturned := make(chan error, 1)
+			inside, release := make(chan struct{}), make(chan struct{})
+			bad := make(chan string, 8)
+			opDone := make(chan error, 1)
+			go func() {
+				called := false
+				opDone <- do(func(fd uintptr) bool { // rawIO calls f at once, under the lock
+					if called {
+						return true
+					}
+					called = true
+					if !fdOpen(fd) {
+						bad <- "fd closed on entry"
+					}
+					close(inside)
+					<-release
+					// Close has marked the conn closed; one that did not wait
+					// for this lock has closed the fd by now or will within
+					// the bound.
+					select {
+					case err := <-closeReturned:
+						closeReturned <- err
+						bad <- "Close returned while the operation was inside the lock"
+					case <-time.After(100 * time.Millisecond):
+					}
+					if !fdOpen(fd) {
+						bad <- "fd closed while the operation was inside the lock"
+					}
+					return true
+				})
+			}()
+			<-inside
+			go func() { closeReturned <- c.Close() }()
+			// Close has marked the conn closed once a new operation fails.
+			if !hubtest.WaitFor(10*time.Second, func() bool { return c.SetReadDeadline(time.Time{}) != nil }) {
+				t.Fatal("Close did not mark the conn closed in 10s")
 			}
-			return true
+			close(release)
+			if err := <-opDone; err != nil {
+				t.Errorf("raw %s: %v", dir, err)
+			}
+			if err := <-closeReturned; err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			close(bad)
+			for msg := range bad {
+				t.Error(msg)
+			}
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Read after Close: %v, want net.ErrClosed", err)
+			}
+			if _, err := c.Write([]byte("y")); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Write after Close: %v, want net.ErrClosed", err)
+			}
 		})
-		if err != nil {
-			bad <- fmt.Sprintf("%s: %v", name, err)
-		}
-	}
-	var ops sync.WaitGroup
-	ops.Go(func() { op("raw read", raw.Read) })
-	ops.Go(func() { op("raw write", raw.Write) })
-	for range 2 {
-		<-inside
-	}
-	go func() { closeReturned <- c.Close() }()
-	// Close has marked the conn closed once a new operation fails.
-	if !hubtest.WaitFor(10*time.Second, func() bool { return c.SetReadDeadline(time.Time{}) != nil }) {
-		t.Fatal("Close did not mark the conn closed in 10s")
-	}
-	close(release)
-	ops.Wait()
-	if err := <-closeReturned; err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	close(bad)
-	for msg := range bad {
-		t.Error(msg)
-	}
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Read after Close: %v, want net.ErrClosed", err)
-	}
-	if _, err := c.Write([]byte("y")); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("Write after Close: %v, want net.ErrClosed", err)
 	}
 }

@@ -33,9 +33,10 @@ const maxRW = 1 << 30
 // Close, after setting that bit and waking the waiters, takes and drops
 // each lock before it drops its own reference, so the fd number is not
 // closed while an operation holds either lock, and every later one sees
-// the bit. So a read or a write costs two atomic operations fewer than
-// with a reference as well (package net's fdMutex takes one compare-and-
-// swap to lock and reference, and one to unlock). Every other use of sysfd (socket options, shutdown,
+// the bit. A read or a write then makes two atomic operations (lock and
+// unlock), where taking a reference as well made four; package net's
+// fdMutex makes two too (one compare-and-swap to lock and reference, one
+// to unlock). Every other use of sysfd (socket options, shutdown,
 // deadlines, addresses, the error queue) takes a reference (incref).
 //
 // Lock order: rmu and wmu are leaf locks, taken after a reference if the
@@ -56,10 +57,11 @@ type netFD struct {
 	// cleanup closes sysfd if the netFD becomes unreachable unclosed, as
 	// package net's finalizer on its netFD does; destroy stops it.
 	cleanup runtime.Cleanup
-	// rmu and wmu share a cache line with refs, as package net's fdMutex
-	// keeps both directions in one word: padding each direction's lock and
-	// counters onto lines of their own (384 bytes a conn) measured no
-	// gain (docs/performance.md, hand-off ideas).
+	// rmu and wmu are not padded apart from each other or from refs
+	// (package net's fdMutex keeps both directions in one word): padding
+	// each direction's lock and counters onto cache lines of their own
+	// (384 bytes a conn) measured no gain (docs/performance.md, hand-off
+	// ideas).
 	rmu sync.Mutex
 	wmu sync.Mutex
 	// stats counts syscalls and bytes; see stats.go.

@@ -314,7 +314,7 @@ func (ts *tstamper) drain() bool {
 }
 
 // readQueue reads the error queue until it is empty. mu held, and a
-// reference on the fd.
+// reference on the fd or fd.wmu (which stands for one: see netFD).
 func (ts *tstamper) readQueue() {
 	fd := ts.fd
 	for {
