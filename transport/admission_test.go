@@ -627,3 +627,50 @@ func TestAdmissionRefusalsYieldToServedWork(t *testing.T) {
 		t.Errorf("a goroutine running beside the accept loop saw %d of the %d intermediate refusal counts, want at least %d: the loop held the P through the refusals", len(seen), storm-1, storm/4)
 	}
 }
+
+// TestAdmissionPausedAcceptExcludesARawWrite: a paused Accept waits in the
+// listener's write direction, so a raw write on the listener
+// (SyscallConn().Write) must wait for the Accept to leave rather than wait
+// in the same direction beside it (one waiter per direction: two would
+// share its token and its bookkeeping). Close then fails both.
+func TestAdmissionPausedAcceptExcludesARawWrite(t *testing.T) {
+	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{Rate: 1, Burst: 1})
+	var clk fakeClock
+	clk.use(a)
+	dialFrom(t, ln, "")
+	dialFrom(t, ln, "")
+	c, err := ln.Accept() // the one token
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	accepted := async(func() (int, error) { _, err := ln.Accept(); return 0, err })
+	waitParked(t, 1)
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := make(chan struct{}, 1)
+	wrote := async(func() (int, error) {
+		return 0, raw.Write(func(uintptr) bool {
+			called <- struct{}{}
+			return false // wait for writability, which a listener never has
+		})
+	})
+	select {
+	case <-called:
+		t.Error("a raw write on the listener ran while a paused Accept waited in its direction")
+	case <-time.After(100 * time.Millisecond): // long enough for a raw write that did not wait
+	}
+	ln.Close()
+	for name, ch := range map[string]<-chan result{"paused Accept": accepted, "raw write": wrote} {
+		select {
+		case r := <-ch:
+			if !errors.Is(r.err, net.ErrClosed) {
+				t.Errorf("%s after Close: %v, want net.ErrClosed", name, r.err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still blocked 10 s after Close", name)
+		}
+	}
+}

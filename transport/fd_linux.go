@@ -43,8 +43,10 @@ const maxRW = 1 << 30
 // operation holds one: while one is held, the only calls out are the
 // syscall, Registration.Prepare and Wait (which take no lock: Wait parks on
 // the direction's token channel) and, in readPooled, the caller's
-// BufferPool. The hub goroutine and deadline timers never take them, so a
-// reader and a writer never wait for each other. Close takes them only
+// BufferPool. Only two holders of rmu also take wmu, always in that order:
+// Close, and a paused Accept while it waits in the listener's write
+// direction (see accept). The hub goroutine and deadline timers never take
+// them, so a conn's reader and writer never wait for each other. Close takes them only
 // after waking every waiter through reg (Deregister), so it waits for a
 // parked reader or writer only as long as it takes to return
 // net.ErrClosed, as it waited for its reference before.
@@ -376,14 +378,21 @@ func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockad
 			// ready: arrivals do not wake it, the resume (Wake), Close and
 			// the deadline (SetDeadline sets both directions) do. Prepare
 			// comes before the check, so a resume between the two leaves
-			// its token for Wait.
-			if err := fd.reg.Prepare(poller.Write); err != nil {
+			// its token for Wait. wmu is held meanwhile (rmu, then wmu, as
+			// Close takes them), so that a raw write on the listener
+			// (SyscallConn) never waits in that direction at the same
+			// time: one waiter per direction.
+			fd.wmu.Lock()
+			err := fd.reg.Prepare(poller.Write)
+			paused := err == nil && g.paused()
+			if paused {
+				err = fd.reg.Wait(poller.Write)
+			}
+			fd.wmu.Unlock()
+			if err != nil {
 				return -1, nil, nil, err
 			}
-			if g.paused() {
-				if err := fd.reg.Wait(poller.Write); err != nil {
-					return -1, nil, nil, err
-				}
+			if paused {
 				continue
 			}
 		}
