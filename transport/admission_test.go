@@ -506,9 +506,11 @@ func TestAdmissionNoLeakedSlots(t *testing.T) {
 	}
 }
 
-func TestAdmissionPausedAcceptHonoursDeadlineAndClose(t *testing.T) {
-	// A listener paused by the rate (a frozen clock: no token ever comes)
-	// still fails Accept at its deadline and at Close, as net's does.
+// pausedListener returns a listener paused by the rate, with a conn in its
+// backlog: its clock is frozen, so after the one token (spent here) no
+// other ever comes.
+func pausedListener(t *testing.T) (*transport.Listener, *transport.Admission) {
+	t.Helper()
 	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{Rate: 1, Burst: 1})
 	var clk fakeClock
 	clk.use(a)
@@ -519,6 +521,13 @@ func TestAdmissionPausedAcceptHonoursDeadlineAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	return ln, a
+}
+
+func TestAdmissionPausedAcceptHonoursDeadlineAndClose(t *testing.T) {
+	// A listener paused by the rate still fails Accept at its deadline and
+	// at Close, as net's does.
+	ln, a := pausedListener(t)
 	ln.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := ln.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("paused Accept past its deadline: %v, want os.ErrDeadlineExceeded", err)
@@ -634,16 +643,7 @@ func TestAdmissionRefusalsYieldToServedWork(t *testing.T) {
 // in the same direction beside it (one waiter per direction: two would
 // share its token and its bookkeeping). Close then fails both.
 func TestAdmissionPausedAcceptExcludesARawWrite(t *testing.T) {
-	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{Rate: 1, Burst: 1})
-	var clk fakeClock
-	clk.use(a)
-	dialFrom(t, ln, "")
-	dialFrom(t, ln, "")
-	c, err := ln.Accept() // the one token
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
+	ln, _ := pausedListener(t)
 	accepted := async(func() (int, error) { _, err := ln.Accept(); return 0, err })
 	waitParked(t, 1)
 	raw, err := ln.SyscallConn()
