@@ -195,6 +195,7 @@ type iterTarget struct {
 	every uint32 // ≥ 1
 }
 
+// iterTargetOf reads o's period (IterationSampler), once.
 func iterTargetOf(o Observer) iterTarget {
 	t := iterTarget{o: o, every: 1}
 	if s, ok := o.(IterationSampler); ok {
@@ -208,10 +209,9 @@ func iterTargetOf(o Observer) iterTarget {
 // Ownership: box is stored by SetObserver (any goroutine) and loaded by
 // everyone. since is set once. tick, parked, est, exactNs, cb, woke,
 // busyEst, rng, iterBox and iterTicks are the hub goroutine's (plain
-// fields). estBusy, exact,
-// cbStart and seq are written by the hub goroutine only and read by
-// LoopTime; lastBusy and lastIdle are LoopTime's, under mu. queuedAt is
-// written under the hub's qmu.
+// fields). estBusy, exact, cbStart and seq are written by the hub
+// goroutine only and read by LoopTime; lastBusy and lastIdle are
+// LoopTime's, under mu. queuedAt is written under the hub's qmu.
 type observing struct {
 	box      atomic.Pointer[observerBox]
 	tick     uint32       // hand-offs delivered since the last sampled one

@@ -39,17 +39,17 @@ const maxRW = 1 << 30
 // to unlock). Every other use of sysfd (socket options, shutdown,
 // deadlines, addresses, the error queue) takes a reference (incref).
 //
-// Lock order: rmu and wmu are leaf locks, taken after a reference if the
-// operation holds one: while one is held, the only calls out are the
-// syscall, Registration.Prepare and Wait (which take no lock: Wait parks on
-// the direction's token channel) and, in readPooled, the caller's
-// BufferPool. Only two holders of rmu also take wmu, always in that order:
-// Close, and a paused Accept while it waits in the listener's write
-// direction (see accept). The hub goroutine and deadline timers never take
-// them, so a conn's reader and writer never wait for each other. Close takes them only
-// after waking every waiter through reg (Deregister), so it waits for a
-// parked reader or writer only as long as it takes to return
-// net.ErrClosed, as it waited for its reference before.
+// Lock order: rmu and wmu are taken after a reference if the operation
+// holds one, and wmu after rmu where both are held: only Close and a paused
+// Accept (while it waits in the listener's write direction, see accept)
+// hold both. While one is held, the only calls out are the syscall,
+// Registration.Prepare and Wait (which take no lock: Wait parks on the
+// direction's token channel) and, in readPooled, the caller's BufferPool.
+// The hub goroutine and deadline timers never take them, so a conn's
+// reader and writer never wait for each other. Close takes them only after
+// waking every waiter through reg (Deregister), so it waits for a parked
+// reader or writer only as long as it takes to return net.ErrClosed, as it
+// waited for its reference before.
 type netFD struct {
 	sysfd int
 	reg   *poller.Registration
