@@ -510,8 +510,8 @@ func (a *Admission) Watch(h *poller.Hub) (stop func()) {
 // Ownership: below is the hub goroutine's (the probe's timer callback runs
 // there alone); over is written there too, and is atomic only for stop on
 // a hub that has closed, which reads it from another goroutine. stopped is
-// set by stop, from any goroutine; cancel holds the armed timer's stop
-// function, swapped by arm.
+// set by stop, from any goroutine; cancel holds the armed runtime timer's
+// stop function, swapped by arm.
 type probe struct {
 	a       *Admission
 	h       *poller.Hub
@@ -521,12 +521,26 @@ type probe struct {
 	cancel  atomic.Pointer[func() bool]
 }
 
-// arm schedules the next look at the hub's loop delay.
+// arm schedules the next look at the hub's loop delay. The period is kept
+// by a runtime timer, which at its expiry adds a hub timer due at once
+// (due): the hub measures how late it ran that one (Hub.LoopDelay), which
+// is the delay shedding is about. A hub timer pending for the whole period
+// would make the hub read the clock at every wake-up to see whether it was
+// due (docs/telemetry.md, fifth pass, did the same for telemetry's probe).
 func (p *probe) arm() {
-	c := p.h.AfterFunc(p.a.probeIv, p.look)
+	t := time.AfterFunc(p.a.probeIv, p.due)
+	c := t.Stop
 	p.cancel.Store(&c)
 	if p.stopped.Load() {
 		c() // stop ran between the check in look and the Store
+	}
+}
+
+// due hands the expired period to the hub. A runtime timer's goroutine. On
+// a closed hub AfterFunc never runs look, which ends the chain.
+func (p *probe) due() {
+	if !p.stopped.Load() {
+		p.h.AfterFunc(0, p.look)
 	}
 }
 
