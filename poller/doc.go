@@ -53,7 +53,11 @@
 // loop.go is the loop every platform shares and states what a platform's
 // poll set must provide; epoll_linux.go is that poll set on Linux, and
 // unsupported.go elsewhere. registration.go is the per-fd half (Register,
-// Prepare, Wait, deadlines, the waiter's park); errqueue.go the EPOLLERR
+// Prepare, Wait, deadlines); park.go the hand-off word through which the
+// hub wakes a waiter, and the waiter's park in one of two builds:
+// park_runtime.go (amd64: the runtime's own park and ready, with the
+// compare-and-swap of park_runtime_amd64.s) or park_chan.go (elsewhere,
+// or with the hubio_chanpark build tag: a token channel); errqueue.go the EPOLLERR
 // handler a registration may set; timer.go the timer heap and AfterFunc;
 // group.go the Group of hubs and its Balance; observer.go the Observer
 // hooks and the loop-time accounting; loopdelay.go Hub.LoopDelay (the

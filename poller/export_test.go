@@ -48,11 +48,10 @@ func (h *Hub) DispatchForTest(fd int, gen uint32, read, write bool) error {
 func (r *Registration) Gen() uint32 { return r.gen }
 
 // Pending reports whether direction m has a readiness that its next Wait
-// would return for at once: counted since the last Prepare or Wait, or a
-// token. Call it from the direction's owner.
+// would return for at once (left since the last Prepare or Wait). Call it
+// from the direction's owner.
 func (r *Registration) Pending(m Mode) bool {
-	d := &r.dirs[m]
-	return d.seq.Load() != d.seen || len(d.token) > 0
+	return r.dirs[m].state.Load() == stReady
 }
 
 // OptionsForTest returns how h waits and how many events one wait may

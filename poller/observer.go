@@ -199,7 +199,7 @@ type iterTarget struct {
 func iterTargetOf(o Observer) iterTarget {
 	t := iterTarget{o: o, every: 1}
 	if s, ok := o.(IterationSampler); ok {
-		t.every = uint32(min(max(s.IterationEvery(), 1), math.MaxUint32))
+		t.every = uint32(min(max(int64(s.IterationEvery()), 1), math.MaxUint32))
 	}
 	return t
 }
@@ -415,7 +415,7 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 	}
 	for m, ready := range [2]bool{read, write} {
 		d := &r.dirs[m]
-		if !ready || !d.waiting.Load() {
+		if !ready || !d.waiting() {
 			continue
 		}
 		s.tick++
@@ -434,7 +434,7 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 // protocol keeps anyway), and taken by the waiter once it runs (receive).
 // The waiter's common path only loads it: no atomic write per Wait unless
 // a stamp is there. A stamp meant for a Wait that returned without parking
-// (seq had moved) is left behind; the next receive drops it before it
+// (its direction was ready) is left behind; the next receive drops it before it
 // parks, so a sample never spans the time between two Waits. Such stamps
 // are lost samples: fewer than one hand-off in handOffEvery is measured
 // when waiters often find their direction ready without parking.

@@ -32,9 +32,9 @@ const (
 //
 // Protocol per direction (as internal/poll's pollDesc): Prepare, then the
 // syscall, then on EAGAIN Wait, then loop. A readiness that arrives between
-// Prepare and Wait is never lost: the hub counts it (direction.seq) and Wait
-// returns at once when the count moved since Prepare or the last Wait;
-// Prepare ignores readiness from before the syscall. Only one goroutine may
+// Prepare and Wait is never lost: the hub leaves it in the direction
+// (direction.state) and Wait returns at once when it finds one; Prepare
+// drops readiness from before the syscall. Only one goroutine may
 // wait in a direction at a time (the owner serialises its reads and its
 // writes).
 //
@@ -59,37 +59,32 @@ type Registration struct {
 
 // direction is one waiter slot of a Registration.
 //
-// Hand-off without a lost wake-up: the hub bumps seq, then sends a token
-// only if waiting is set; the waiter sets waiting, then parks only if seq
-// has not moved since seen. Both pairs are sequentially consistent atomics,
-// so either the waiter sees the new seq or the hub sees waiting (or both:
-// then a stale token is left, and the next Wait returns once, spuriously,
-// which Wait's contract allows; Prepare drops it). So a direction nobody
-// waits on costs the hub one atomic add per event, not a channel send that
-// its owner must drain again before every syscall: with edge-triggered
-// epoll every read event also reports EPOLLOUT on a writable socket, which
-// used to leave a write token per event.
+// Hand-off without a lost wake-up (as internal/poll's pollDesc.rg and wg):
+// one word, state, holds the direction's readiness and its waiter. The hub
+// (and deadline timers, Deregister, the hub's close, Wake) move it to
+// stReady, and ready the waiter if it was parked; the waiter moves it from
+// stNone to stWait before it parks, then parks only if nothing moved it
+// since (park.go). Every move is an atomic compare-and-swap on the one
+// word, so a readiness either finds the waiter's stWait (and wakes it) or
+// is there as stReady when the waiter looks (and it does not park). A
+// direction nobody waits on costs the hub a load per event once stReady
+// is set, and one compare-and-swap when it is not: with edge-triggered
+// epoll every read event also reports EPOLLOUT on a writable socket, and
+// the writer's next Prepare clears what those left.
 type direction struct {
-	// The hub writes seq on every event, and the waiter writes waiting and
-	// seen on every Prepare and Wait: the pads keep seq on a cache line of
-	// its own, so that neither side's writes evict the other's line (and
-	// the two directions' lines apart).
+	// The hub and the waiter both write state, per event and per Prepare
+	// and Wait: the pads keep it on a cache line of its own, apart from
+	// the registration's read-mostly fields and the other direction's
+	// state.
 	_ cpu.CacheLinePad
-	// seq counts the readiness events the hub delivered in this direction.
-	// Added to by the hub goroutine only (ready); loaded by the waiter.
-	seq atomic.Uint32
-	_   cpu.CacheLinePad
-	// waiting is set by the waiter from just before it checks seq in Wait
-	// until it has woken; the hub sends a token only while it is set.
-	waiting atomic.Bool
-	// seen is the seq the waiter last accounted for (Prepare, Wait). The
-	// owner's goroutine only (serialised by the owner's lock).
-	seen uint32
-	// token holds one wake-up. Sent (non-blocking) by the hub goroutine
-	// while waiting is set, and unconditionally by deadline timers,
-	// Deregister and the hub's close; received by the waiter. The channel
-	// is immutable after Register.
-	token chan struct{}
+	// state is stNone, stReady, stWait or, in the runtime-park build, the
+	// parked goroutine (park.go). Any goroutine moves it to stReady; only
+	// the direction's owner moves it away from stReady (Prepare, Wait).
+	state atomic.Uintptr
+	_     cpu.CacheLinePad
+	// slot is what the waiter parks on, per build (park_runtime.go,
+	// park_chan.go); immutable after Register.
+	slot parkSlot
 	// deadline is the hub-clock time at which waits fail, 0 for none.
 	// Written under hub.tm.mu; read by the waiter without a lock.
 	deadline atomic.Int64
@@ -126,7 +121,7 @@ func (h *Hub) register(fd int, listener bool) (*Registration, error) {
 	r := &Registration{hub: h, fd: fd, listener: listener}
 	for m := range r.dirs {
 		d := &r.dirs[m]
-		d.token = make(chan struct{}, 1)
+		d.slot.init()
 		d.timer.idx = -1
 		d.timer.f = d.wake
 	}
@@ -243,22 +238,9 @@ func (r *Registration) deliver(read, write bool) {
 	}
 }
 
-// ready counts a readiness event and wakes the waiter if one is in Wait
-// (see direction). Hub goroutine only.
-func (d *direction) ready() {
-	d.seq.Add(1)
-	if d.waiting.Load() {
-		d.wake()
-	}
-}
-
-// wake leaves a token for the waiter; it never blocks.
-func (d *direction) wake() {
-	select {
-	case d.token <- struct{}{}:
-	default:
-	}
-}
+// ready hands a readiness event to the direction (see direction). Hub
+// goroutine only.
+func (d *direction) ready() { d.wake() }
 
 // err returns why a wait in direction m must fail now, or nil.
 func (r *Registration) err(m Mode) error {
@@ -274,18 +256,16 @@ func (r *Registration) err(m Mode) error {
 	return nil
 }
 
-// Prepare readies direction m for a syscall: it drops a stale readiness
-// token and reports an error if waiting could not succeed (closed, or the
-// deadline has passed). Call it before the syscall whose EAGAIN leads to
-// Wait.
+// Prepare readies direction m for a syscall: it drops a readiness left
+// from before (so that the syscall's EAGAIN leads to a real wait) and
+// reports an error if waiting could not succeed (closed, or the deadline
+// has passed). Call it before the syscall whose EAGAIN leads to Wait.
 func (r *Registration) Prepare(m Mode) error {
 	d := &r.dirs[m]
-	d.seen = d.seq.Load()
-	if len(d.token) > 0 {
-		select {
-		case <-d.token:
-		default:
-		}
+	if d.state.Load() == stReady {
+		// A readiness that lands between this and the syscall is dropped
+		// too: the syscall sees what it reported.
+		d.state.CompareAndSwap(stReady, stNone)
 	}
 	return r.err(m)
 }
@@ -299,32 +279,36 @@ func (r *Registration) Wait(m Mode) error {
 		return err
 	}
 	d := &r.dirs[m]
-	d.waiting.Store(true)
-	if s := d.seq.Load(); s != d.seen {
-		// Ready since Prepare or the last Wait: retry without parking.
-		d.waiting.Store(false)
-		d.seen = s
+	if !d.state.CompareAndSwap(stNone, stWait) {
+		if d.state.Load() != stReady {
+			panic("poller: two goroutines wait in one direction of a registration")
+		}
+		// Ready since Prepare or the last Wait: take it and retry
+		// without parking. (Swap, not Store: the race detector sees
+		// what the waker did before it set stReady.)
+		d.state.Swap(stNone)
 		return r.err(m)
 	}
-	r.hub.obs.receive(d) // <-d.token, measured
-	d.waiting.Store(false)
-	d.seen = d.seq.Load()
+	// state is stWait: a Deregister, deadline or close from now on wakes
+	// the park (or stops it from starting), so err is read again after.
+	r.hub.obs.receive(d) // d.park(), measured
+	d.state.Swap(stNone) // stReady, left by the wake that ended the park
 	return r.err(m)
 }
 
-// receive parks on d's token, measuring the hand-off when a hub with an
+// receive parks the waiter, measuring the hand-off when a hub with an
 // observer stamps it. Waiter's goroutine.
 func (s *observing) receive(d *direction) {
 	b := s.on()
 	if b == nil || b.every == 0 {
-		<-d.token
+		d.park()
 		return
 	}
 	p := &d.probe
 	if p.wokeAt.Load() != 0 {
 		p.wokeAt.Store(0) // left by an earlier Wait (see handOffProbe)
 	}
-	<-d.token
+	d.park()
 	if at := p.wokeAt.Load(); at != 0 {
 		p.wokeAt.Store(0)
 		b.o.HandOff(time.Duration(now() - at))

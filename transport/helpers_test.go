@@ -94,7 +94,10 @@ func parkedOnHub() int {
 	}
 	n := 0
 	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("[chan receive")) && bytes.Contains(g, []byte("poller.(*Registration).Wait(")) {
+		// A waiter parks as "IO wait" (poller.ParkDesign "runtime") or on
+		// its direction's channel ("channel").
+		parked := bytes.Contains(g, []byte("[IO wait")) || bytes.Contains(g, []byte("[chan receive"))
+		if parked && bytes.Contains(g, []byte("poller.(*Registration).Wait(")) {
 			n++
 		}
 	}
