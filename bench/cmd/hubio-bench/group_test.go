@@ -63,3 +63,35 @@ func TestHubsRunReportsAGroupRowAndEachHubsLoad(t *testing.T) {
 		t.Errorf("no load row for the single hub")
 	}
 }
+
+// hub-shared puts one process's server and client on one hub, as grpcopt's
+// defaults (poller.Default()) do; hub gives each side its own.
+func TestHubSharedPutsBothSidesOnOneHub(t *testing.T) {
+	for name, want := range map[string]int{transportHub: 2, transportHubShared: 1} {
+		e, err := newEndpoints(name, sideBoth)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := len(e.hubs); got != want {
+			t.Errorf("%s: %d hubs for both sides, want %d", name, got, want)
+		}
+		e.lis.Close()
+		e.close()
+		for _, h := range e.hubs {
+			select {
+			case <-h.Done():
+			default:
+				t.Errorf("%s: a hub still open after close", name)
+			}
+		}
+	}
+	e, err := newEndpoints(transportHubShared, sideServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	defer e.lis.Close()
+	if len(e.hubs) != 1 {
+		t.Errorf("hub-shared, server alone: %d hubs, want 1", len(e.hubs))
+	}
+}

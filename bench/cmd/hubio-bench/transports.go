@@ -40,11 +40,16 @@ const (
 	// telemetry/sdkproducer's metric.Producer instead of the SDK's
 	// histograms (no SDK Record per syscall).
 	transportHubSDKProd = "hub-sdkprod"
+	// hub-shared is hub with the server and the client of one process on
+	// one hub (one poller.New), as a process that uses grpcopt's defaults
+	// on both sides has them (both on poller.Default()). With -setup
+	// server or client it is hub.
+	transportHubShared = "hub-shared"
 )
 
 func knownTransport(name string) bool {
 	switch name = baseTransport(name); name {
-	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd:
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd, transportHubShared:
 		return true
 	}
 	return groupSize(name) > 0
@@ -112,9 +117,9 @@ func (e *endpoints) target() string { return "passthrough:///" + e.addr }
 // the other side, if any, stays package net's (grpc-go's defaults).
 //
 // The hub transport uses two hubs from poller.New, one for the server and
-// one for the client, as a server and a client in two processes would have:
-// a shared hub would run both sides' readiness through one loop goroutine,
-// which no real deployment does.
+// one for the client, as a server and a client in two processes would have;
+// hub-shared puts both on one, as grpcopt's defaults do in one process (a
+// gateway or proxy that sets no Config.Hub).
 func newEndpoints(name string, on sides) (*endpoints, error) {
 	e := &endpoints{
 		dialOpts: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
@@ -128,13 +133,11 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 		if srvSide {
 			e.lis, err = net.Listen("tcp", addr)
 		}
-	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd:
+	case transportHub, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd, transportHubShared:
 		var serverHub, clientHub *poller.Hub
 		closeHubs := func() {
-			for _, h := range []*poller.Hub{serverHub, clientHub} {
-				if h != nil {
-					h.Close()
-				}
+			for _, h := range e.hubs {
+				h.Close()
 			}
 		}
 		if srvSide {
@@ -143,7 +146,9 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 			}
 			e.hubs = append(e.hubs, serverHub)
 		}
-		if cliSide {
+		if cliSide && name == transportHubShared && serverHub != nil {
+			clientHub = serverHub
+		} else if cliSide {
 			if clientHub, err = poller.New(); err != nil {
 				closeHubs()
 				return nil, err
