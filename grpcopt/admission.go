@@ -26,14 +26,16 @@ import (
 // admit applies the Config's Admission, if any, to l: the Admission's
 // decisions, its metrics (when the Config records any: see Config.Metrics),
 // and a warning logged once per reason per listener the first time a conn
-// is refused or the listener pauses for it.
-func (c Config) admit(l *transport.Listener) {
+// is refused or the listener pauses for it. It returns what the listener's
+// Close calls to remove that warning's hook from the Admission, which may
+// outlive the listener.
+func (c Config) admit(l *transport.Listener) (unhook func()) {
 	a := c.Admission
 	if a == nil {
-		return
+		return func() {}
 	}
 	addr := l.Addr()
-	a.OnFirst(func(r transport.Reason) {
+	unhook = a.OnFirstRemovable(func(r transport.Reason) {
 		logger.Warningf("grpcopt: listener %v %s (%s); later ones are counted in Admission.Stats and the hubio.listener.* metrics, not logged",
 			addr, admissionVerb(a.Policy(), r), admissionWhy(a.Policy(), r))
 	})
@@ -41,6 +43,7 @@ func (c Config) admit(l *transport.Listener) {
 	if t := c.telemetry(); t != nil {
 		t.InstrumentAdmission(a) // metrics never fail a listener
 	}
+	return unhook
 }
 
 // watchGroup makes the Admission's shedding watch every hub of the Group

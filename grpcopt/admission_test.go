@@ -3,6 +3,7 @@ package grpcopt_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -170,5 +171,62 @@ func TestAdmissionGroupListenerSharesOneAdmission(t *testing.T) {
 	}
 	if s := a.Stats(); s.Open != 2 || s.RefusedConns == 0 {
 		t.Errorf("stats %+v, want 2 open and refusals", s)
+	}
+}
+
+// A listener's warning hook leaves the Admission with the listener: an
+// Admission that outlives listener after listener (a server restarted in
+// a loop) warns for the open one only, and keeps no closed one's hook.
+func TestAdmissionClosedListenerLeavesNoWarningHook(t *testing.T) {
+	hubtest.Check(t)
+	// grpclog's logger is global: this test does not run in parallel.
+	t.Cleanup(func() { grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, os.Stderr)) })
+
+	for _, group := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group=%v", group), func(t *testing.T) {
+			var warnings syncBuffer
+			grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, &warnings, &warnings))
+			a, err := transport.NewAdmission(transport.AdmissionPolicy{MaxConns: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := grpcopt.Config{Hub: hubtest.NewHub(t), Admission: a, NoTelemetry: true}
+			if group {
+				cfg = grpcopt.Config{Group: newGroup(t, 2), Admission: a, NoTelemetry: true}
+			}
+			var closed []string
+			for range 3 {
+				old, err := cfg.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				closed = append(closed, old.Addr().String())
+				if err := old.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lis, err := cfg.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			serveEcho(t, lis, cfg.ServerOption(nil))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := testutil.NewEchoClient(dial(t, lis.Addr().String(), nil, nil)).Unary(ctx, []byte("a")); err != nil {
+				t.Fatalf("the first client: %v", err)
+			}
+			if _, err := testutil.NewEchoClient(dial(t, lis.Addr().String(), nil, nil)).Unary(ctx, []byte("b")); status.Code(err) != codes.Unavailable {
+				t.Fatalf("the second client: %v, want Unavailable (MaxConns 1)", err)
+			}
+			logged := warnings.String()
+			if n := strings.Count(logged, "listener "+lis.Addr().String()+" refused"); n != 1 {
+				t.Errorf("the open listener's refusal logged %d times, want once:\n%s", n, logged)
+			}
+			for _, addr := range closed {
+				if addr != lis.Addr().String() && strings.Contains(logged, addr) {
+					t.Errorf("closed listener %s still warned:\n%s", addr, logged)
+				}
+			}
+		})
 	}
 }

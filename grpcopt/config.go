@@ -320,14 +320,23 @@ func (c Config) Listen(network, address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.admit(l)
-	return &listener{Listener: l, cfg: c}, nil
+	return &listener{Listener: l, cfg: c, unhook: c.admit(l)}, nil
 }
 
 // listener hands grpc-go *Conn values.
 type listener struct {
 	*transport.Listener
 	cfg Config
+	// unhook removes the listener's warning hook from the Config's
+	// Admission (see admit); Close calls it, and later calls do nothing.
+	unhook func()
+}
+
+// Close closes the listening socket, as transport.Listener's Close, and
+// takes the listener's hook off the Config's Admission.
+func (l *listener) Close() error {
+	l.unhook()
+	return l.Listener.Close()
 }
 
 // Accept returns the next conn as a *Conn. Its socket options are

@@ -22,8 +22,9 @@ func (c Config) listenGroup(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	base := l.(*transport.Listener)
-	c.admit(base)
-	return &groupListener{base: base, cur: base, cfg: c, unwatch: c.watchGroup(base.Hub())}, nil
+	unhook := c.admit(base)
+	stop := c.watchGroup(base.Hub())
+	return &groupListener{base: base, cur: base, cfg: c, unwatch: func() { stop(); unhook() }}, nil
 }
 
 // groupListener hands grpc-go *Conn values spread across a group's hubs.
@@ -47,7 +48,8 @@ type groupListener struct {
 	cur    *transport.Listener
 	closed bool
 	// unwatch stops the admission's loop-delay probes on the group's other
-	// hubs (see admission.go); called once, by the first Close.
+	// hubs and takes the listener's warning hook off the Admission (see
+	// admission.go); called once, by the first Close.
 	unwatch func()
 }
 

@@ -300,10 +300,26 @@ func (a *Admission) Stats() AdmissionStats {
 // reason for each f (grpcopt logs through it, once per server). f runs on
 // the goroutine that decided (Accept's, or a hub's for a loop-delay
 // pause) and must return quickly without blocking.
-func (a *Admission) OnFirst(f func(Reason)) {
+func (a *Admission) OnFirst(f func(Reason)) { a.OnFirstRemovable(f) }
+
+// OnFirstRemovable is OnFirst, and returns a function that removes f again
+// (the first call; later ones do nothing). Something that lives shorter
+// than the Admission, as a listener of grpcopt's does, removes its hook
+// when it ends, so that an Admission shared by listener after listener
+// does not keep and call every one's.
+func (a *Admission) OnFirstRemovable(f func(Reason)) (remove func()) {
+	h := &firstHook{f: f}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	cowAppend(&a.hooks, &firstHook{f: f})
+	cowAppend(&a.hooks, h)
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			cowRemove(&a.hooks, h)
+		})
+	}
 }
 
 // cowAppend replaces the list p points to with a copy ending in x. The
@@ -314,6 +330,22 @@ func cowAppend[T any](p *atomic.Pointer[[]T], x T) {
 		l = append(l, *old...)
 	}
 	l = append(l, x)
+	p.Store(&l)
+}
+
+// cowRemove replaces the list p points to with a copy without x, if x is in
+// it. The caller holds a.mu.
+func cowRemove[T comparable](p *atomic.Pointer[[]T], x T) {
+	old := p.Load()
+	if old == nil {
+		return
+	}
+	l := make([]T, 0, len(*old))
+	for _, y := range *old {
+		if y != x {
+			l = append(l, y)
+		}
+	}
 	p.Store(&l)
 }
 

@@ -53,3 +53,26 @@ func TestProbeHysteresis(t *testing.T) {
 		t.Fatal("still shedding with both hubs below")
 	}
 }
+
+func TestOnFirstRemovableTakesOnlyItsHookOff(t *testing.T) {
+	a, err := NewAdmission(AdmissionPolicy{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept, removed int
+	a.OnFirst(func(Reason) { kept++ })
+	remove := a.OnFirstRemovable(func(Reason) { removed++ })
+	a.first(ReasonConns)
+	if kept != 1 || removed != 1 {
+		t.Fatalf("before remove: kept hook %d calls, removable %d; want 1 and 1", kept, removed)
+	}
+	remove()
+	remove() // a second call does nothing
+	a.first(ReasonPeer)
+	if kept != 2 || removed != 1 {
+		t.Fatalf("after remove: kept hook %d calls, removed hook %d; want 2 and 1", kept, removed)
+	}
+	if n := len(*a.hooks.Load()); n != 1 {
+		t.Fatalf("%d hooks left, want 1", n)
+	}
+}
