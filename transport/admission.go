@@ -306,7 +306,9 @@ func (a *Admission) OnFirst(f func(Reason)) { a.OnFirstRemovable(f) }
 // (the first call; later ones do nothing). Something that lives shorter
 // than the Admission, as a listener of grpcopt's does, removes its hook
 // when it ends, so that an Admission shared by listener after listener
-// does not keep and call every one's.
+// does not keep and call every one's. A call of f already under way when
+// remove runs (a decision on another goroutine) may still complete; none
+// starts after remove returns.
 func (a *Admission) OnFirstRemovable(f func(Reason)) (remove func()) {
 	h := &firstHook{f: f}
 	a.mu.Lock()

@@ -674,3 +674,28 @@ func TestAdmissionPausedAcceptExcludesARawWrite(t *testing.T) {
 		}
 	}
 }
+
+// SetAdmission swaps the gate and then wakes a paused Accept. A swap that
+// lands between Accept's load of the gate and its Prepare has its wake
+// dropped by that Prepare; Accept must still see the new gate rather than
+// wait on the old one, which nothing wakes any more (shedding with no probe
+// to end it, and detached).
+func TestAdmissionSwapBeforeAPausedAcceptPreparesIsSeen(t *testing.T) {
+	ln, a := admitListener(t, nil, "127.0.0.1:0", transport.AdmissionPolicy{MaxLoopDelay: time.Hour})
+	transport.ForceShedding(a)
+	dialFrom(t, ln, "") // waits in the backlog
+	var once sync.Once
+	transport.SetAcceptGateHook(t, func() {
+		once.Do(func() { ln.SetAdmission(nil) })
+	})
+	got := async(func() (int, error) {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+		return 0, err
+	})
+	if r := await(t, got, 10*time.Second, "Accept after the gate was removed"); r.err != nil {
+		t.Fatalf("Accept: %v", r.err)
+	}
+}

@@ -12,3 +12,15 @@ func SetAdmissionClock(a *Admission, f func() time.Duration) {
 	a.tokens = a.burst
 	a.mu.Unlock()
 }
+
+// SetAcceptGateHook makes every gated Accept call f between its load of
+// the admission gate and its Prepare, until the test ends: the window in
+// which a SetAdmission's wake is dropped by that Prepare.
+func SetAcceptGateHook(t interface{ Cleanup(func()) }, f func()) {
+	acceptGateHook.Store(&f)
+	t.Cleanup(func() { acceptGateHook.Store(nil) })
+}
+
+// ForceShedding makes a shed as if a watched hub's loop were late, with no
+// probe to end it: a listener of a's stays paused until its gate changes.
+func ForceShedding(a *Admission) { a.shedding.Add(1) }

@@ -20,6 +20,10 @@ import (
 // maxRW caps a single read or write, as internal/poll does.
 const maxRW = 1 << 30
 
+// acceptGateHook, when set (by tests only), runs in a gated Accept between
+// its load of the gate and its Prepare.
+var acceptGateHook atomic.Pointer[func()]
+
 // netFD is a non-blocking socket registered with a hub.
 //
 // Ownership: sysfd, reg, done and cleanup are immutable after newFD. refs
@@ -373,18 +377,26 @@ func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockad
 	for {
 		g := gate.Load()
 		if g != nil {
+			if h := acceptGateHook.Load(); h != nil {
+				(*h)() // tests only: see export_admission_test.go
+			}
 			// A paused listener leaves conns in the backlog and waits in
 			// the write direction, which a listening socket never makes
 			// ready: arrivals do not wake it, the resume (Wake), Close and
 			// the deadline (SetDeadline sets both directions) do. Prepare
-			// comes before the check, so a resume between the two leaves
-			// its token for Wait. wmu is held meanwhile (rmu, then wmu, as
-			// Close takes them), so that a raw write on the listener
-			// (SyscallConn) never waits in that direction at the same
-			// time: one waiter per direction.
+			// comes before the checks, so a resume between the two leaves
+			// its token for Wait. The gate is loaded again after Prepare:
+			// SetAdmission swaps the gate, then wakes this direction, so a
+			// swap that Prepare's drop of that wake hides is seen here
+			// (the old gate, detached, would never wake this Accept), and
+			// a later one leaves its wake for Wait. wmu is held meanwhile
+			// (rmu, then wmu, as Close takes them), so that a raw write on
+			// the listener (SyscallConn) never waits in that direction at
+			// the same time: one waiter per direction.
 			fd.wmu.Lock()
 			err := fd.reg.Prepare(poller.Write)
-			paused := err == nil && g.paused()
+			swapped := gate.Load() != g
+			paused := err == nil && !swapped && g.paused()
 			if paused {
 				err = fd.reg.Wait(poller.Write)
 			}
@@ -392,7 +404,7 @@ func (fd *netFD) accept(gate *atomic.Pointer[listenerGate]) (int, syscall.Sockad
 			if err != nil {
 				return -1, nil, nil, err
 			}
-			if paused {
+			if paused || swapped {
 				continue
 			}
 		}
