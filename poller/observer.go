@@ -433,11 +433,12 @@ func (s *observing) delivering(r *Registration, read, write bool) {
 // direction's waiter is in Wait (direction.waiting, which the hand-off
 // protocol keeps anyway), and taken by the waiter once it runs (receive).
 // The waiter's common path only loads it: no atomic write per Wait unless
-// a stamp is there. A stamp meant for a Wait that returned without parking
-// (its direction was ready) is left behind; the next receive drops it before it
-// parks, so a sample never spans the time between two Waits. Such stamps
-// are lost samples: fewer than one hand-off in handOffEvery is measured
-// when waiters often find their direction ready without parking.
+// a stamp is there. A Wait that finds its direction ready never announces
+// itself (stWait), so it is neither stamped nor counted. A stamp can still
+// be left behind when another wake (a deadline, a close, Wake) ends the
+// Wait between the hub's check and its stamp; the next receive drops it
+// before it parks, so a sample never spans the time between two Waits,
+// and that hand-off goes unmeasured.
 type handOffProbe struct {
 	wokeAt atomic.Int64
 }

@@ -17,8 +17,10 @@ import (
 // channel's own cache lines) were most of what a hub's hand-off cost
 // beyond package net's (docs/performance.md). Here the waiter's goroutine
 // is kept in direction.state itself, and the wake that moves the state to
-// stReady readies it: one compare-and-swap on one cache line on each side,
-// as netpoll's pollDesc does for package net.
+// stReady readies it: atomic operations on one cache line on each side
+// (the waker's compare-and-swap; the waiter's compare-and-swap, the
+// commit's and the swap that takes the readiness), as netpoll's pollDesc
+// does for package net.
 //
 // How: runtime.gopark and runtime.goready, reached with go:linkname. The
 // runtime marks both for such use (go.dev/issue/67401: "Do not remove or

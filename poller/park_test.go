@@ -30,9 +30,10 @@ func TestWakeRacingWaitIsNeverLost(t *testing.T) {
 	}
 	defer reg.Deregister()
 	// The waker spins on the count rather than parking on a channel, so it
-	// runs on another P while the waiter is inside Wait, and its next wake
-	// lands anywhere along Wait's path: before the waiter publishes
-	// stWait, between that and the park's commit, or after it parked.
+	// runs on another P while the waiter is inside Wait, and with the
+	// varying delay below its next wake lands anywhere along Wait's path:
+	// before the waiter publishes stWait, between that and the park's
+	// commit (in the runtime build), or after it parked.
 	var woken atomic.Int64
 	failed := make(chan error, 1)
 	go func() {
@@ -45,6 +46,15 @@ func TestWakeRacingWaitIsNeverLost(t *testing.T) {
 		}
 	}()
 	for i := range int64(rounds) {
+		// A delay that sweeps each wake along the waiter's path: up to a
+		// few thousand loop turns, more than the waiter takes from its
+		// last Wait's return to its park, with or without the race
+		// detector.
+		var sum int64
+		for d := range (i * 7919) % 4096 {
+			sum += d
+		}
+		spinSink.Store(sum)
 		reg.Wake(poller.Read)
 		deadline := time.Now().Add(10 * time.Second)
 		for spins := 0; woken.Load() <= i; spins++ {
@@ -65,6 +75,10 @@ func TestWakeRacingWaitIsNeverLost(t *testing.T) {
 		t.Fatal("a readiness was left over: one Wake ended no Wait")
 	}
 }
+
+// spinSink keeps TestWakeRacingWaitIsNeverLost's delay loop from being
+// optimised away.
+var spinSink atomic.Int64
 
 // A waiter parks the way its build says (poller.ParkDesign), and shows so
 // in a goroutine dump, as package net's readers show "IO wait".

@@ -263,8 +263,10 @@ func (r *Registration) err(m Mode) error {
 func (r *Registration) Prepare(m Mode) error {
 	d := &r.dirs[m]
 	if d.state.Load() == stReady {
-		// A readiness that lands between this and the syscall is dropped
-		// too: the syscall sees what it reported.
+		// Only a readiness that lands between the load and the swap is
+		// dropped with it (the syscall that follows sees what it
+		// reported); a later one stays for Wait, at worst one spurious
+		// retry.
 		d.state.CompareAndSwap(stReady, stNone)
 	}
 	return r.err(m)
