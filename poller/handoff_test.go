@@ -12,8 +12,9 @@ import (
 	"github.com/hubio/hubio/poller"
 )
 
-// The hand-off protocol (poller's direction): the hub counts each
-// readiness and sends a token only to a waiter inside Wait. These tests
+// The hand-off protocol (poller's direction and park.go): the hub leaves
+// each readiness in the direction's hand-off word and readies the waiter
+// only if it has parked. These tests
 // check that no readiness is lost that way, in the window between Prepare
 // and Wait and under racing events in both directions.
 
