@@ -41,6 +41,19 @@ func dialFromAddr(t *testing.T, target, from string) *grpc.ClientConn {
 	return cc
 }
 
+// listenAndServe listens on 127.0.0.1 with cfg (its Admission applied) and
+// serves the echo service there with cfg's ServerOption until the test
+// ends.
+func listenAndServe(t testing.TB, cfg grpcopt.Config) net.Listener {
+	t.Helper()
+	lis, err := cfg.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveEcho(t, lis, cfg.ServerOption(nil))
+	return lis
+}
+
 // syncBuffer is a bytes.Buffer safe for the loggers' goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
@@ -73,11 +86,7 @@ func TestAdmissionPerPeerRefusesAGRPCClientFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := grpcopt.Config{Hub: h, Admission: a, NoTelemetry: true}
-	lis, err := cfg.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, lis, cfg.ServerOption(nil))
+	lis := listenAndServe(t, cfg)
 	target := lis.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -153,11 +162,7 @@ func TestAdmissionGroupListenerSharesOneAdmission(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := grpcopt.Config{Group: g, Admission: a, NoTelemetry: true}
-	lis, err := cfg.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	serveEcho(t, lis, cfg.ServerOption(nil))
+	lis := listenAndServe(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 2 {
@@ -205,11 +210,7 @@ func TestAdmissionClosedListenerLeavesNoWarningHook(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			lis, err := cfg.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			serveEcho(t, lis, cfg.ServerOption(nil))
+			lis := listenAndServe(t, cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if _, err := testutil.NewEchoClient(dial(t, lis.Addr().String(), nil, nil)).Unary(ctx, []byte("a")); err != nil {
