@@ -196,6 +196,10 @@ type Admission struct {
 	hooks     atomic.Pointer[[]*firstHook]
 }
 
+// acceptGateHook, when set (by tests only), runs in a gated Accept between
+// its load of the gate and its Prepare (fd_linux.go).
+var acceptGateHook atomic.Pointer[func()]
+
 // firstHook is an OnFirst function with its own once-per-reason flags.
 type firstHook struct {
 	f     func(Reason)

@@ -20,10 +20,6 @@ import (
 // maxRW caps a single read or write, as internal/poll does.
 const maxRW = 1 << 30
 
-// acceptGateHook, when set (by tests only), runs in a gated Accept between
-// its load of the gate and its Prepare.
-var acceptGateHook atomic.Pointer[func()]
-
 // netFD is a non-blocking socket registered with a hub.
 //
 // Ownership: sysfd, reg, done and cleanup are immutable after newFD. refs
