@@ -231,16 +231,12 @@ func (r *Registration) deliver(read, write bool) {
 	}
 	r.hub.obs.delivering(r, read, write)
 	if read {
-		r.dirs[Read].ready()
+		r.dirs[Read].wake()
 	}
 	if write {
-		r.dirs[Write].ready()
+		r.dirs[Write].wake()
 	}
 }
-
-// ready hands a readiness event to the direction (see direction). Hub
-// goroutine only.
-func (d *direction) ready() { d.wake() }
 
 // err returns why a wait in direction m must fail now, or nil.
 func (r *Registration) err(m Mode) error {

@@ -44,7 +44,7 @@ const maxRW = 1 << 30
 // Accept (while it waits in the listener's write direction, see accept)
 // hold both. While one is held, the only calls out are the syscall,
 // Registration.Prepare and Wait (which take no lock: Wait parks on the
-// direction's token channel) and, in readPooled, the caller's BufferPool.
+// direction's hand-off word, poller/park.go) and, in readPooled, the caller's BufferPool.
 // The hub goroutine and deadline timers never take them, so a conn's
 // reader and writer never wait for each other. Close takes them only after
 // waking every waiter through reg (Deregister), so it waits for a parked
