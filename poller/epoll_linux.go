@@ -52,13 +52,13 @@ func (p *poll) init(wakeFd int, o options) error {
 }
 
 const (
-	readEvents  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP
+	readEvents  = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLPRI
 	writeEvents = unix.EPOLLOUT | unix.EPOLLHUP
 )
 
 func (p *poll) add(fd int, gen uint32) error {
 	ev := unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET,
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLPRI | unix.EPOLLET,
 		Fd:     int32(fd),
 		Pad:    int32(gen),
 	}
@@ -101,11 +101,12 @@ func (p *poll) wait(timeout int) (int, error) {
 func (p *poll) event(i int) pollEvent {
 	ev := &p.events[i]
 	return pollEvent{
-		fd:    ev.Fd,
-		gen:   uint32(ev.Pad),
-		read:  ev.Events&readEvents != 0,
-		write: ev.Events&writeEvents != 0,
-		err:   ev.Events&unix.EPOLLERR != 0,
+		fd:          ev.Fd,
+		gen:         uint32(ev.Pad),
+		read:        ev.Events&readEvents != 0,
+		write:       ev.Events&writeEvents != 0,
+		err:         ev.Events&unix.EPOLLERR != 0,
+		exceptional: ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLPRI) != 0,
 	}
 }
 

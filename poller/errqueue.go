@@ -36,13 +36,21 @@ func (r *Registration) SetErrQueueHandler(f func() bool) {
 	r.errq.h.Store(&errQueueHandler{f})
 }
 
-// readiness returns the directions ev makes ready. Hub goroutine only.
+// readiness returns the directions ev makes ready, and notes an
+// exceptional condition (see Registration.Exceptional) before any waiter
+// is woken for it. Hub goroutine only.
 func (r *Registration) readiness(ev pollEvent) (read, write bool) {
-	if !ev.err {
-		return ev.read, ev.write
+	read, write = ev.read, ev.write
+	exceptional := ev.exceptional
+	if ev.err {
+		if h := r.errq.h.Load(); h == nil || !h.f() {
+			// A socket error may be pending: both directions' next
+			// syscalls meet it.
+			read, write, exceptional = true, true, true
+		}
 	}
-	if h := r.errq.h.Load(); h != nil && h.f() {
-		return ev.read, ev.write
+	if exceptional && !r.exceptional.Load() {
+		r.exceptional.Store(true)
 	}
-	return true, true
+	return read, write
 }

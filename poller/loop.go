@@ -20,8 +20,8 @@ import (
 //		(o.design), also make the poll fd a runtime-poller file (file).
 //		Called once, by New, before the hub goroutine starts.
 //	add(fd int, gen uint32) error
-//		Add fd, edge-triggered for reading and writing; its events carry
-//		(fd, gen), gen never 0. Any goroutine, under hub.regMu. The error
+//		Add fd, edge-triggered for reading (hang-ups and urgent data
+//		included) and writing; its events carry (fd, gen), gen never 0. Any goroutine, under hub.regMu. The error
 //		names the syscall (*os.SyscallError).
 //	del(fd int)
 //		Remove fd; errors are ignored (a closed fd leaves the set anyway).
@@ -47,6 +47,7 @@ type pollEvent struct {
 	gen         uint32 // 0: the hub's wakeup fd
 	read, write bool   // the directions the event makes ready, EPOLLERR aside
 	err         bool   // EPOLLERR: see errqueue.go
+	exceptional bool   // a hang-up or urgent data: see Registration.Exceptional
 }
 
 // loop is the hub goroutine's work until the hub is closing.

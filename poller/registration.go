@@ -55,7 +55,28 @@ type Registration struct {
 
 	// errq is the EPOLLERR handler; see errqueue.go.
 	errq errQueue
+
+	// exceptional is stored by the hub goroutine (readiness), once,
+	// before it wakes the waiters for the event that set it; any
+	// goroutine loads it (Exceptional).
+	exceptional atomic.Bool
 }
+
+// Exceptional reports whether the hub has seen the fd report a condition
+// under which a read can return more (EOF, an error, the data after an
+// urgent mark) with no further event: a hang-up (EPOLLRDHUP, EPOLLHUP),
+// urgent data (EPOLLPRI), or an EPOLLERR that is not only the error queue
+// (SetErrQueueHandler). Once true it stays true. It is set before the
+// event's waiters are woken, so a reader whose Prepare dropped that
+// event's readiness still sees it here.
+//
+// It exists for the short-read rule of edge-triggered epoll (epoll(7)):
+// a read(2) on a TCP socket that returns fewer bytes than asked for has
+// emptied the receive queue, so the next read can wait for the next event
+// (Wait, without Prepare) instead of trying a read that would say EAGAIN
+// — unless what ends the queue is a FIN, an error or an urgent mark, which
+// no later event reports again. Transport's conns use it that way.
+func (r *Registration) Exceptional() bool { return r.exceptional.Load() }
 
 // direction is one waiter slot of a Registration.
 //

@@ -54,6 +54,37 @@ func TestReadinessWakesWaiter(t *testing.T) {
 	})
 }
 
+func TestExceptionalIsSetByAHangUpNotByData(t *testing.T) {
+	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
+		a, b := socketpair(t)
+		reg, err := h.Register(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Deregister()
+		// Data: its readiness is delivered, and it is not exceptional.
+		if err := reg.Prepare(poller.Read); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Write(b, []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- reg.Wait(poller.Read) }()
+		if err := within(t, 5*time.Second, done, "Wait for data"); err != nil {
+			t.Fatal(err)
+		}
+		if reg.Exceptional() {
+			t.Fatal("Exceptional after data alone")
+		}
+		// The peer's shutdown (EPOLLRDHUP) is.
+		if err := unix.Shutdown(b, unix.SHUT_WR); err != nil {
+			t.Fatal(err)
+		}
+		hubtest.Eventually(t, 5*time.Second, "Exceptional after the peer's shutdown", reg.Exceptional)
+	})
+}
+
 func TestDeadlineWakesWaiterAndCanMove(t *testing.T) {
 	forEachDesign(t, func(t *testing.T, h *poller.Hub) {
 		r, _ := pipe(t)

@@ -13,6 +13,17 @@
 // the standard sentinels and syscall.Errno. TCP conns get TCP_NODELAY and
 // keepalive (15 s) as package net sets them.
 //
+// One read(2) per message on TCP: a Read whose read(2) returned fewer bytes
+// than asked for has emptied the socket's receive queue (epoll(7)), so the
+// next Read waits for the hub's next event before it reads, instead of
+// making a read(2) that would only say EAGAIN, as package net does (Tokio
+// and libuv apply the same rule). A FIN, an error or urgent data that
+// arrived meanwhile is still seen: the hub notes it on the conn's
+// registration (poller.Registration.Exceptional) before it wakes anyone.
+// Unix sockets keep reading until EAGAIN: their reads also stop short at a
+// message that carries fds. A conn whose SO_RCVLOWAT was raised by hand
+// then waits for that many bytes after a short read, as epoll reports them.
+//
 // Listen lets package net create the listening socket (so address syntax,
 // resolution, dual-stack and SO_REUSEADDR are exactly the standard
 // library's) and moves a duplicate of its fd onto the hub. WrapListener and

@@ -72,6 +72,24 @@ type netFD struct {
 	tstamps tstampSlot
 	// adm holds an admitted conn's slot; see admission.go.
 	adm admSlot
+	// shortReadDrains is immutable: the socket is TCP (not MPTCP, not a
+	// unix socket, whose reads also stop short at a message carrying
+	// fds), so a read(2) that returns fewer bytes than asked for has
+	// emptied its receive queue (epoll(7): "you can be sure of having
+	// exhausted the read I/O space").
+	shortReadDrains bool
+	// drained is set, under rmu, by a read that returned fewer bytes than
+	// it asked for on such a socket, and taken by the next read
+	// (prepareRead): instead of a read(2) that would only say EAGAIN, that
+	// read waits for the hub's next read event first. No data is missed:
+	// the read that drained the queue came after the direction's
+	// readiness was last taken (by Prepare, or by a Wait), so any byte
+	// that arrived since has an event that leaves Read readiness for the
+	// next Wait. What a later event would not report again (a FIN, an error,
+	// the data after an urgent mark) sets the registration's Exceptional
+	// before its event is delivered, and drained is then ignored. Every
+	// other use of the read direction (rawIO) clears it.
+	drained bool
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
@@ -93,6 +111,10 @@ func registerFD(h *poller.Hub, sysfd int, listener bool) (*netFD, error) {
 		return nil, err
 	}
 	fd := &netFD{sysfd: sysfd, reg: reg, done: make(chan struct{})}
+	if !listener {
+		proto, err := syscall.GetsockoptInt(sysfd, syscall.SOL_SOCKET, syscall.SO_PROTOCOL)
+		fd.shortReadDrains = err == nil && proto == syscall.IPPROTO_TCP
+	}
 	fd.cleanup = runtime.AddCleanup(fd, closeDropped, droppedFD{sysfd, reg})
 	return fd, nil
 }
@@ -172,17 +194,18 @@ func (fd *netFD) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := fd.reg.Prepare(poller.Read); err != nil {
+	if err := fd.prepareRead(); err != nil {
 		return 0, err
 	}
 	if len(p) > maxRW {
 		p = p[:maxRW]
 	}
 	for {
-		n, err := ignoringEINTRIO(syscall.Read, fd.sysfd, p)
+		n, err := ignoringEINTRIO(sysRead, fd.sysfd, p)
 		if err == nil {
 			if n > 0 {
 				fd.stats.read(n)
+				fd.drained = fd.shortReadDrains && n < len(p)
 			}
 			return n, eofError(n)
 		}
@@ -190,6 +213,25 @@ func (fd *netFD) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// sysRead is read(2) for Read and ReadPooled: a variable only so that
+// tests can count those syscalls (export_drain_test.go).
+var sysRead = syscall.Read
+
+// prepareRead readies a read for its first read(2): Prepare(Read) or,
+// after a read that drained the socket (see netFD.drained), a wait for the
+// hub's next read event, which Wait takes (nil: read now). Either one
+// reports a closed conn or a passed deadline first. rmu held.
+func (fd *netFD) prepareRead() error {
+	if fd.drained {
+		fd.drained = false
+		if !fd.reg.Exceptional() {
+			fd.stats.waiting(poller.Read)
+			return fd.reg.Wait(poller.Read)
+		}
+	}
+	return fd.reg.Prepare(poller.Read)
 }
 
 // retryAfter is the retry loops' one decision after a failed syscall: it
@@ -245,14 +287,15 @@ func (fd *netFD) readPooled(size int, pool BufferPool) (*[]byte, int, error) {
 	if size == 0 {
 		return nil, 0, nil
 	}
-	if err := fd.reg.Prepare(poller.Read); err != nil {
+	if err := fd.prepareRead(); err != nil {
 		return nil, 0, err
 	}
 	for {
 		b := pool.Get(min(size, maxRW))
-		n, err := ignoringEINTRIO(syscall.Read, fd.sysfd, *b)
+		n, err := ignoringEINTRIO(sysRead, fd.sysfd, *b)
 		if err == nil && n > 0 {
 			fd.stats.read(n)
+			fd.drained = fd.shortReadDrains && n < len(*b)
 			return b, n, nil
 		}
 		pool.Put(b)
@@ -482,6 +525,11 @@ func (fd *netFD) rawIO(mu *sync.Mutex, m poller.Mode, f func(uintptr) bool) erro
 		return net.ErrClosed
 	}
 	defer mu.Unlock()
+	if m == poller.Read {
+		// f's reads may leave data whose readiness Prepare drops: the
+		// next Read must try read(2) first (netFD.drained).
+		fd.drained = false
+	}
 	if err := fd.reg.Prepare(m); err != nil {
 		return err
 	}
