@@ -275,6 +275,10 @@ func (c *phaseConn) SyscallConn() (syscall.RawConn, error) {
 	return nil, errors.ErrUnsupported
 }
 
+// NetConn returns the wrapped conn, as *Conn's does, so that
+// transport.Beneath finds the hub conn under a conn still being watched.
+func (c *phaseConn) NetConn() net.Conn { return c.Conn }
+
 func (c *phaseConn) Close() error {
 	c.p.g.stop()
 	return c.Conn.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/hubio/hubio/grpcopt"
 	"github.com/hubio/hubio/internal/hubtest"
 	"github.com/hubio/hubio/testutil"
+	"github.com/hubio/hubio/transport"
 )
 
 // userTimeout reads TCP_USER_TIMEOUT (ms) from c's socket with getsockopt.
@@ -188,7 +189,8 @@ func TestHubConnsGetGRPCUserTimeout(t *testing.T) {
 // TestHandshakeConnKeepsSyscallConn: the conn ServerOption's credentials
 // return while they watch the connection timeout still has SyscallConn
 // (channelz reads the socket's options through it), on the hub socket with
-// grpc-go's default TCP_USER_TIMEOUT.
+// grpc-go's default TCP_USER_TIMEOUT, and NetConn, through which
+// transport.Beneath finds the hub conn.
 func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
 	hubtest.Check(t)
 	h := hubtest.NewHubUnchecked(t)
@@ -200,5 +202,8 @@ func TestHandshakeConnKeepsSyscallConn(t *testing.T) {
 	defer conn.Close()
 	if got := userTimeout(t, conn); got != 20000 {
 		t.Fatalf("TCP_USER_TIMEOUT through the handshake conn's SyscallConn = %d ms, want 20000", got)
+	}
+	if hc, ok := transport.Beneath[*transport.Conn](conn); !ok || hc.Hub() != h {
+		t.Fatalf("transport.Beneath(%T) found no conn on the hub", conn)
 	}
 }

@@ -171,7 +171,7 @@ func medianHubLoads(ms []metrics) []hubLoad {
 func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 	var hubTs []int
 	for t, name := range cfg.transports {
-		if groupSize(name) > 0 {
+		if groupSize(name) > 0 || sharesHubs(name) {
 			hubTs = append(hubTs, t)
 		}
 	}
@@ -186,6 +186,18 @@ func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 	for _, cr := range results {
 		for _, t := range hubTs {
 			o, name := cr.outcomes[t], cfg.transports[t]
+			if sharesHubs(name) {
+				// One set of hubs for both sides: one row.
+				if o.rounds == 0 || cr.c.setup != setupBoth {
+					continue
+				}
+				var cells []string
+				for _, l := range o.med.hubLoads {
+					cells = append(cells, fmt.Sprintf("%s (%.1f)", fmtRate(l.eventsPerSec), l.eventsPerPoll))
+				}
+				fmt.Fprintf(w, "| %s | %s | both | %s |\n", cr.c, name, strings.Join(cells, " · "))
+				continue
+			}
 			n := groupSize(name)
 			sideNames := []string{"server", "client"}
 			switch cr.c.setup {
@@ -206,6 +218,13 @@ func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 			}
 		}
 	}
+}
+
+// sharesHubs reports whether transport name puts the server and the
+// client of one process on the same hubs (hub-shared, hub-paired).
+func sharesHubs(name string) bool {
+	name = baseTransport(name)
+	return name == transportHubShared || name == transportHubPaired
 }
 
 // fmtRate prints a rate with k or M.

@@ -2,10 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/hubio/hubio/poller"
+	"github.com/hubio/hubio/transport"
 )
 
 func TestGroupSizeNamesHubTransports(t *testing.T) {
@@ -93,5 +100,57 @@ func TestHubSharedPutsBothSidesOnOneHub(t *testing.T) {
 	defer e.lis.Close()
 	if len(e.hubs) != 1 {
 		t.Errorf("hub-shared, server alone: %d hubs, want 1", len(e.hubs))
+	}
+}
+
+// hub-paired puts both ends of each conn on one hub of one group.
+func TestHubPairedPutsBothEndsOfAConnOnOneHub(t *testing.T) {
+	g, err := poller.NewGroup(2, poller.WithBalance(poller.RoundRobin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	p := newPairing()
+	dial := pairedDial(g, p)
+	creds := pairedCreds{p: p, TransportCredentials: insecure.NewCredentials()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := range 4 {
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			raw, _ := ln.Accept()
+			accepted <- raw
+		}()
+		c, err := dial(context.Background(), ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raw := <-accepted
+		if raw == nil {
+			t.Fatal("accept failed")
+		}
+		s, _, err := creds.ServerHandshake(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ch, ok1 := transport.Beneath[*transport.Conn](c)
+		sh, ok2 := transport.Beneath[*transport.Conn](s)
+		if !ok1 || !ok2 {
+			t.Fatalf("conn %d: not hub conns: %T, %T", i, c, s)
+		}
+		if ch.Hub() != sh.Hub() {
+			t.Errorf("conn %d: client end on one hub, server end on another", i)
+		}
+		if want := g.Hubs()[i%2]; ch.Hub() != want {
+			t.Errorf("conn %d: not on the group's next hub", i)
+		}
+	}
+	if _, err := newEndpoints(transportHubPaired, sideServer); err == nil {
+		t.Error("hub-paired with the server alone: no error")
 	}
 }

@@ -133,7 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Var((*intList)(&cfg.payloads), "payloads", "message sizes in bytes")
 	fs.Var((*intList)(&cfg.conc), "conc", "concurrent callers")
 	fs.IntVar(&cfg.conns, "conns", 1, "client conns the callers share, round robin")
-	fs.Var((*stringList)(&cfg.transports), "transports", "transports to compare: std, hub, threads, hubN (a group of N hubs per side), hub-shared (one hub for both sides of one process, as grpcopt's defaults have it)")
+	fs.Var((*stringList)(&cfg.transports), "transports", "transports to compare: std, hub, threads, hubN (a group of N hubs per side), hub-shared (one hub for both sides of one process, as grpcopt's defaults have it), hub-paired (one group of GOMAXPROCS hubs for both sides of one process, each conn's two ends on one hub; -setup both only)")
 	fs.Var((*intList)(&cfg.hubs), "hubs", "run the hub transport with a group of each of these many hubs per side (1: one hub, poller.New); e.g. 1,2,4")
 	fs.Var((*intList)(&cfg.gomaxprocs), "gomaxprocs", "run the unary cases at each of these GOMAXPROCS values (default: the runtime's)")
 	fs.IntVar(&cfg.idle, "idle", 0, "idle mode: hold this many idle client conns per transport and report memory, goroutines and threads")

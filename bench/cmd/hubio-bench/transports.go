@@ -49,7 +49,7 @@ const (
 
 func knownTransport(name string) bool {
 	switch name = baseTransport(name); name {
-	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd, transportHubShared:
+	case transportStd, transportThreads, transportHubSDK, transportHubNoTel, transportHubSDKWLat, transportHubGlobal, transportHubSDKProd, transportHubShared, transportHubPaired:
 		return true
 	}
 	return groupSize(name) > 0
@@ -206,6 +206,8 @@ func newEndpoints(name string, on sides) (*endpoints, error) {
 		if cliSide {
 			e.dialOpts = append(e.dialOpts, client.DialOption())
 		}
+	case transportHubPaired:
+		err = newPairedEndpoints(e, on)
 	case transportThreads:
 		if srvSide {
 			var l *threads.Listener
