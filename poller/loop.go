@@ -21,8 +21,9 @@ import (
 //		Called once, by New, before the hub goroutine starts.
 //	add(fd int, gen uint32) error
 //		Add fd, edge-triggered for reading (hang-ups and urgent data
-//		included) and writing; its events carry (fd, gen), gen never 0. Any goroutine, under hub.regMu. The error
-//		names the syscall (*os.SyscallError).
+//		included) and writing; its events carry (fd, gen), gen never 0.
+//		Any goroutine, under hub.regMu. The error names the syscall
+//		(*os.SyscallError).
 //	del(fd int)
 //		Remove fd; errors are ignored (a closed fd leaves the set anyway).
 //		Any goroutine, under hub.regMu.
