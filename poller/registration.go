@@ -50,16 +50,19 @@ type Registration struct {
 	// state is stateOpen until Deregister or the hub's shutdown changes it,
 	// once (CAS).
 	state atomic.Int32
+	// exceptional is stored by the hub goroutine (readiness), once,
+	// before it wakes the waiters for the event that set it; any
+	// goroutine loads it (Exceptional). It sits beside state, which every
+	// Prepare and Wait reads, so that a reader checking it after a short
+	// read touches no other cache line (at the struct's end its load
+	// showed as 0.5% of a hub server's profile at 1,000 conns; the move
+	// measured no change in CPU per message beyond the noise).
+	exceptional atomic.Bool
 
 	dirs [2]direction
 
 	// errq is the EPOLLERR handler; see errqueue.go.
 	errq errQueue
-
-	// exceptional is stored by the hub goroutine (readiness), once,
-	// before it wakes the waiters for the event that set it; any
-	// goroutine loads it (Exceptional).
-	exceptional atomic.Bool
 }
 
 // Exceptional reports whether the hub has seen the fd report a condition

@@ -66,13 +66,9 @@ type netFD struct {
 	// ideas).
 	rmu sync.Mutex
 	wmu sync.Mutex
-	// stats counts syscalls and bytes; see stats.go.
-	stats connCounters
-	// tstamps holds the write-timestamp state; see tstamp_linux.go.
-	tstamps tstampSlot
-	// adm holds an admitted conn's slot; see admission.go.
-	adm admSlot
-	// shortReadDrains is immutable: the socket is TCP (not MPTCP, not a
+	// shortReadDrains and drained sit before stats, whose read counters
+	// every read updates, so that checking them touches no other cache
+	// line. shortReadDrains is immutable: the socket is TCP (not MPTCP, not a
 	// unix socket, whose reads also stop short at a message carrying
 	// fds), so a read(2) that returns fewer bytes than asked for has
 	// emptied its receive queue (epoll(7): "you can be sure of having
@@ -90,6 +86,12 @@ type netFD struct {
 	// before its event is delivered, and drained is then ignored. Every
 	// other use of the read direction (rawIO) clears it.
 	drained bool
+	// stats counts syscalls and bytes; see stats.go.
+	stats connCounters
+	// tstamps holds the write-timestamp state; see tstamp_linux.go.
+	tstamps tstampSlot
+	// adm holds an admitted conn's slot; see admission.go.
+	adm admSlot
 }
 
 // newFD registers a non-blocking socket with h. On failure sysfd is closed.
