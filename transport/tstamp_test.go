@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -332,8 +333,9 @@ func TestUnsampledWritesUnchanged(t *testing.T) {
 	wait := drainAsync(s)
 	defer wait()
 	defer c.Close()
-	// A period so long that the random first sample lies beyond the test.
-	if err := c.EnableWriteTimestamps(1<<40, nil); err != nil {
+	// A period so long that the random first sample lies beyond the test
+	// (math.MaxInt: 32-bit builds have no room for more).
+	if err := c.EnableWriteTimestamps(math.MaxInt, nil); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 100)
