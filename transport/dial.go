@@ -41,9 +41,19 @@ type Dialer struct {
 	// tried one after the other).
 	FallbackDelay time.Duration
 
-	// mptcp is set by SetMultipathTCP: TCP dials ask for Multipath TCP.
-	mptcp bool
+	// mptcp is set by SetMultipathTCP; mptcpDefault until then.
+	mptcp mptcpSetting
 }
+
+// mptcpSetting is a Dialer's Multipath TCP choice: package net's default
+// (GODEBUG), or set by SetMultipathTCP.
+type mptcpSetting uint8
+
+const (
+	mptcpDefault mptcpSetting = iota
+	mptcpOn
+	mptcpOff
+)
 
 // SetMultipathTCP directs TCP dials to use, or not use, Multipath TCP, as
 // net.Dialer.SetMultipathTCP does: where the kernel has no MPTCP, or the
@@ -52,12 +62,29 @@ type Dialer struct {
 // (TCP_USER_TIMEOUT, on Linux up to at least 6.18): the options a dial
 // sets itself are best-effort, as package net's are (see
 // Conn.MultipathTCP).
-func (d *Dialer) SetMultipathTCP(use bool) { d.mptcp = use }
+func (d *Dialer) SetMultipathTCP(use bool) {
+	d.mptcp = mptcpOff
+	if use {
+		d.mptcp = mptcpOn
+	}
+}
 
 // MultipathTCP reports whether TCP dials ask for MPTCP, as
 // net.Dialer.MultipathTCP does; it does not check whether the kernel has
-// it. It is false unless SetMultipathTCP(true) was called.
-func (d *Dialer) MultipathTCP() bool { return d.mptcp }
+// it. Until SetMultipathTCP is called it follows package net's default for
+// dialers: off, unless GODEBUG has multipathtcp=1 or multipathtcp=3 (in
+// the environment, read at each call as package net reads it, or in the
+// program's go.mod godebug lines and //go:debug directives).
+func (d *Dialer) MultipathTCP() bool {
+	switch d.mptcp {
+	case mptcpOn:
+		return true
+	case mptcpOff:
+		return false
+	}
+	v := godebugValue("multipathtcp")
+	return v == "1" || v == "3"
+}
 
 // Dial is DialContext with context.Background().
 func (d *Dialer) Dial(network, address string) (net.Conn, error) {
@@ -314,7 +341,7 @@ func (d *Dialer) dialOne(ctx context.Context, h *poller.Hub, network, netw strin
 // kernel refusing the protocol, ENOPROTOOPT with net.mptcp.enabled=0, or
 // MPTCP blocked some other way), unless ctx has ended.
 func (d *Dialer) dialSocket(ctx context.Context, h *poller.Hub, network, netw string, ra net.Addr, ka keepAliveSettings) (*netFD, error) {
-	if d.mptcp && netw == "tcp" {
+	if netw == "tcp" && d.MultipathTCP() {
 		fd, err := dialFD(ctx, h, network, ra, d.LocalAddr, ka, true)
 		if err == nil || ctx.Err() != nil {
 			return fd, err

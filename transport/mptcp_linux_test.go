@@ -67,3 +67,40 @@ func TestDialerMultipathTCP(t *testing.T) {
 		})
 	}
 }
+
+// TestDialerMultipathTCPFollowsGODEBUG: until SetMultipathTCP is called, a
+// Dialer asks for MPTCP exactly when a net.Dialer does under the same
+// GODEBUG (multipathtcp=1 or 3, the last setting winning); once called, it
+// follows the call.
+func TestDialerMultipathTCPFollowsGODEBUG(t *testing.T) {
+	for _, godebug := range []string{
+		"", "multipathtcp=0", "multipathtcp=1", "multipathtcp=2", "multipathtcp=3",
+		"multipathtcp=1,multipathtcp=0", "multipathtcp=0,http2client=0,multipathtcp=3",
+		"multipathtcpx=1", "x=1,multipathtcp=1",
+	} {
+		t.Setenv("GODEBUG", godebug)
+		var d transport.Dialer
+		var nd net.Dialer
+		if got, want := d.MultipathTCP(), nd.MultipathTCP(); got != want {
+			t.Errorf("GODEBUG=%q: MultipathTCP() = %v, net.Dialer's %v", godebug, got, want)
+		}
+		for _, use := range []bool{true, false} {
+			d.SetMultipathTCP(use)
+			if got := d.MultipathTCP(); got != use {
+				t.Errorf("GODEBUG=%q: MultipathTCP() = %v after SetMultipathTCP(%v)", godebug, got, use)
+			}
+		}
+	}
+}
+
+// TestZeroDialerDialsMultipathTCPUnderGODEBUG: with GODEBUG=multipathtcp=1,
+// as with net.Dialer, a zero Dialer's conns are MPTCP.
+func TestZeroDialerDialsMultipathTCPUnderGODEBUG(t *testing.T) {
+	hubtest.MPTCPPair(t) // skips without MPTCP on loopback
+	t.Setenv("GODEBUG", "multipathtcp=1")
+	h := hubtest.NewHub(t)
+	dialed, _ := dialAccept(t, listen(t, h, "tcp"), (&transport.Dialer{Hub: h}).Dial)
+	if using, err := dialed.(*transport.Conn).MultipathTCP(); !using || err != nil {
+		t.Errorf("MultipathTCP() = %v, %v, want true", using, err)
+	}
+}
