@@ -191,11 +191,7 @@ func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 				if o.rounds == 0 || cr.c.setup != setupBoth {
 					continue
 				}
-				var cells []string
-				for _, l := range o.med.hubLoads {
-					cells = append(cells, fmt.Sprintf("%s (%.1f)", fmtRate(l.eventsPerSec), l.eventsPerPoll))
-				}
-				fmt.Fprintf(w, "| %s | %s | both | %s |\n", cr.c, name, strings.Join(cells, " · "))
+				fmt.Fprintf(w, "| %s | %s | both | %s |\n", cr.c, name, hubLoadCells(o.med.hubLoads))
 				continue
 			}
 			n := groupSize(name)
@@ -210,14 +206,20 @@ func writeHubLoad(w io.Writer, cfg config, results []caseResult) {
 				continue
 			}
 			for s, side := range sideNames {
-				var cells []string
-				for _, l := range o.med.hubLoads[s*n : (s+1)*n] {
-					cells = append(cells, fmt.Sprintf("%s (%.1f)", fmtRate(l.eventsPerSec), l.eventsPerPoll))
-				}
-				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", cr.c, name, side, strings.Join(cells, " · "))
+				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", cr.c, name, side, hubLoadCells(o.med.hubLoads[s*n:(s+1)*n]))
 			}
 		}
 	}
+}
+
+// hubLoadCells prints hubs' loads as the hub-load table's last cell:
+// events/s (events per poll) for each, hub 0 first.
+func hubLoadCells(ls []hubLoad) string {
+	cells := make([]string, len(ls))
+	for i, l := range ls {
+		cells[i] = fmt.Sprintf("%s (%.1f)", fmtRate(l.eventsPerSec), l.eventsPerPoll)
+	}
+	return strings.Join(cells, " · ")
 }
 
 // sharesHubs reports whether transport name puts the server and the

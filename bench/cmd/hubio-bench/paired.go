@@ -28,41 +28,42 @@ import (
 const transportHubPaired = "hub-paired"
 
 // pairing records the hub each dialed conn is on, by its local port, for
-// the server's handshake to find by the peer's port.
+// the server's handshake to find by the peer's port: one buffered channel
+// per port, made by whichever side comes first (the server may accept
+// before the dialer returns).
 type pairing struct {
 	mu    sync.Mutex
-	ready *sync.Cond
-	hubs  map[int]*poller.Hub
+	ports map[int]chan *poller.Hub
 }
 
-func newPairing() *pairing {
-	p := &pairing{hubs: map[int]*poller.Hub{}}
-	p.ready = sync.NewCond(&p.mu)
-	return p
-}
+func newPairing() *pairing { return &pairing{ports: map[int]chan *poller.Hub{}} }
 
-func (p *pairing) put(port int, h *poller.Hub) {
-	p.mu.Lock()
-	p.hubs[port] = h
-	p.mu.Unlock()
-	p.ready.Broadcast()
-}
-
-// take returns the hub of the conn dialed from port, waiting for its dial
-// to record it (the server may accept before the dialer returns), or nil
-// after 10s.
-func (p *pairing) take(port int) *poller.Hub {
-	stop := time.AfterFunc(10*time.Second, p.ready.Broadcast)
-	defer stop.Stop()
-	deadline := time.Now().Add(10 * time.Second)
+// slot returns port's channel, making it if neither side has yet.
+func (p *pairing) slot(port int) chan *poller.Hub {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.hubs[port] == nil && time.Now().Before(deadline) {
-		p.ready.Wait()
+	ch, ok := p.ports[port]
+	if !ok {
+		ch = make(chan *poller.Hub, 1)
+		p.ports[port] = ch
 	}
-	h := p.hubs[port]
-	delete(p.hubs, port)
-	return h
+	return ch
+}
+
+func (p *pairing) put(port int, h *poller.Hub) { p.slot(port) <- h }
+
+// take returns the hub of the conn dialed from port, or nil if its dial
+// has not recorded one within 10s.
+func (p *pairing) take(port int) *poller.Hub {
+	select {
+	case h := <-p.slot(port):
+		p.mu.Lock()
+		delete(p.ports, port)
+		p.mu.Unlock()
+		return h
+	case <-time.After(10 * time.Second):
+		return nil
+	}
 }
 
 // tcpPort is a TCP address's port, 0 for another address.
