@@ -337,6 +337,20 @@ func (s *observing) receive(d *direction) {
 	}
 }
 
+// Deadline returns the deadline SetDeadline last set for direction m (a
+// time in the past once it has passed), or the zero time if none is set.
+// Any goroutine; it reads the deadline as the hub keeps it, on the hub's
+// monotonic clock, so it may differ from what was set by the rounding of
+// that conversion (nanoseconds). It stays readable after Deregister and
+// after the hub closes.
+func (r *Registration) Deadline(m Mode) time.Time {
+	w := r.dirs[m].deadline.Load()
+	if w == 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(time.Duration(w - now()))
+}
+
 // SetDeadline sets the time after which Prepare and Wait in direction m fail
 // with os.ErrDeadlineExceeded; the zero time means none. It takes effect
 // immediately, also for a Wait already parked.

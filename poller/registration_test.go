@@ -125,6 +125,51 @@ func TestDeadlineWakesWaiterAndCanMove(t *testing.T) {
 	})
 }
 
+// TestDeadlineReadsWhatSetDeadlineSet: Deadline reports each direction's
+// deadline as set (to within the hub clock's rounding), the zero time once
+// cleared, a past time once passed, and stays readable after the hub
+// closes (grpcopt reads it there: a conn moved off a closed hub).
+func TestDeadlineReadsWhatSetDeadlineSet(t *testing.T) {
+	h, err := poller.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := pipe(t)
+	reg, err := h.Register(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Deregister()
+	near := func(got, want time.Time) bool {
+		d := got.Sub(want)
+		return d > -time.Second && d < time.Second
+	}
+	if d := reg.Deadline(poller.Read); !d.IsZero() {
+		t.Fatalf("Deadline before any SetDeadline = %v, want the zero time", d)
+	}
+	at := time.Now().Add(time.Hour)
+	reg.SetDeadline(poller.Read, at)
+	if d := reg.Deadline(poller.Read); !near(d, at) {
+		t.Fatalf("read Deadline = %v, want about %v", d, at)
+	}
+	if d := reg.Deadline(poller.Write); !d.IsZero() {
+		t.Fatalf("write Deadline = %v after setting only the read one", d)
+	}
+	past := time.Now().Add(-time.Minute)
+	reg.SetDeadline(poller.Write, past)
+	if d := reg.Deadline(poller.Write); !d.Before(time.Now()) {
+		t.Fatalf("write Deadline = %v after setting a past one, want a past time", d)
+	}
+	h.Close()
+	if d := reg.Deadline(poller.Read); !near(d, at) {
+		t.Fatalf("read Deadline after the hub closed = %v, want about %v", d, at)
+	}
+	reg.SetDeadline(poller.Read, time.Time{})
+	if d := reg.Deadline(poller.Read); !d.IsZero() {
+		t.Fatalf("Deadline after clearing = %v, want the zero time", d)
+	}
+}
+
 func TestDeregisterWakesWaiterWithErrClosed(t *testing.T) {
 	h := hubtest.NewHub(t)
 	reg, got := parkedReader(t, h)
