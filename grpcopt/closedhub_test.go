@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -140,5 +141,41 @@ func TestConnOfAClosedGroupHubIsMovedAndServed(t *testing.T) {
 	}
 	if n := dials.Load(); n != 1 {
 		t.Fatalf("%d dials, want 1: the moved conn was closed", n)
+	}
+}
+
+// TestConnOfAClosedGroupHubKeepsConnectionTimeout: grpc-go's
+// ConnectionTimeout still holds for a conn accepted onto a hub of a group
+// that closes before its handshake, and so moved onto a live hub: a client
+// that never sends its preface is disconnected once the timeout passes, as
+// on a live hub or over package net. (grpc-go sets the timeout on the raw
+// conn, whose closed hub can no longer wait for it.)
+func TestConnOfAClosedGroupHubKeepsConnectionTimeout(t *testing.T) {
+	hubtest.Check(t)
+	g := newGroup(t, 3, poller.WithBalance(poller.RoundRobin))
+	cfg := grpcopt.Config{Group: g}
+	base, err := cfg.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &hubClosingListener{Listener: base, closed: make(chan *poller.Hub, 1)}
+	const timeout = 200 * time.Millisecond
+	serveEcho(t, lis, cfg.ServerOption(nil), grpc.ConnectionTimeout(timeout))
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	c.SetReadDeadline(start.Add(10 * time.Second))
+	// The server's SETTINGS, then EOF once the server closes the conn.
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("the server kept a conn that sent no preface for 10s (ConnectionTimeout %v): %v", timeout, err)
+	}
+	if d := time.Since(start); d < timeout {
+		t.Fatalf("the server closed the conn after %v, before its ConnectionTimeout of %v", d, timeout)
+	}
+	if h := <-lis.closed; h.Err() == nil {
+		t.Fatal("the accepted conn's hub is still running")
 	}
 }

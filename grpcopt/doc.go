@@ -52,7 +52,11 @@
 //     reads through the TLS conn, as in grpc-go.
 //   - grpc.ConnectionTimeout (a deadline on the raw conn, cleared on it):
 //     ServerOption keeps it on the hub conn by watching the raw socket's
-//     deadline, also beneath a bypassed wrapper.
+//     deadline, also beneath a bypassed wrapper, and by timing that
+//     deadline itself for a conn accepted on a group hub that has since
+//     closed (the conn is moved to a live hub; when the timeout passes
+//     before the preface, it is closed, and grpc-go's read sees
+//     net.ErrClosed rather than a timeout).
 //   - Channelz socket options (channelz.GetSocketOption, which needs
 //     syscall.Conn): *Conn has SyscallConn, so channelz reads the hub
 //     socket's options; TLS keeps it through grpc-go's WrapSyscallConn.

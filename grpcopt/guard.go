@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/hubio/hubio/internal/deadline"
+	"github.com/hubio/hubio/transport"
 )
 
 // This file is the ConnectionTimeout guard: it keeps grpc.ConnectionTimeout
@@ -41,24 +42,32 @@ import (
 //     a wrapper the hub conn closes (keepRaw), moves sock's deadline into
 //     the past, waits for done and closes sock.
 //   - phaseFailed: sock's deadline passed, or sock was closed, first. The
-//     watcher goroutine (watchRaw) moves it when its RawConn.Read returns.
+//     watcher goroutine (watchRaw) moves it when its RawConn.Read returns
+//     (or, for a sock whose hub has closed, the watcher's timer: below).
 //     On a deadline it sets the hub conn's deadline in the past, so that
 //     grpc-go's handshake or preface read fails with a timeout, as it would
 //     have on raw, then clears sock's deadline (under mu, unless quit is
 //     set) and waits on: for stop (grpc-go closed the conn it was handed)
 //     or for sock's close. On sock's close it closes the hub conn.
 //
-// The state stays phaseRunning, unwatched, when sock is a conn of a hub that
-// has closed (a group hub; the credentials moved its socket to a live one):
-// its RawConn.Read fails at once with the hub's close error, which reports
-// neither sock's deadline nor its close, so the watcher leaves without
-// failing the phase (sockHubClosed) and stop alone ends it. Such a conn
-// goes without the connection timeout: grpc-go's deadline went to the
-// closed hub's registration.
+// When sock is a conn of a hub that has closed (a group hub; the
+// credentials moved its socket to a live one), its RawConn.Read fails at
+// once with the hub's close error, which reports neither sock's deadline
+// nor its close (sockHubClosed). The watcher then times the deadline
+// itself: grpc-go's deadline is still kept on sock's registration
+// (internal/deadline.ReadOf reads it), and the watcher arms a timer for it
+// and leaves. If the phase is still running when the timer fires, the
+// timer moves it to phaseFailed and closes the hub conn: grpc-go's
+// handshake or preface read fails (with net.ErrClosed where raw would have
+// given a timeout) and grpc-go closes raw, a close no wait can see here,
+// so the hub conn is closed first rather than after it. stop stops the
+// timer; a sock with no deadline is left unwatched, and stop alone ends
+// the phase.
 //
 // quit is set once, by stop under mu, and read by the watcher; done is
-// closed by the watcher when it returns. mu, the guard's only lock, is
-// taken by stop and by the watcher.
+// closed by the watcher when it returns; timer is set by the watcher under
+// mu unless quit is set, and stopped by stop under mu. mu, the guard's
+// only lock, is taken by stop and by the watcher.
 //
 // # What each state relies on in grpc-go (v1.85.0)
 //
@@ -109,8 +118,9 @@ type guard struct {
 	done    chan struct{} // closed when the watcher has returned; nil if none
 	// mu orders stop's quit and its kick of sock's deadline against the
 	// watcher clearing that deadline, so a kick is never undone.
-	mu   sync.Mutex
-	quit atomic.Bool // set by stop (under mu): the watcher must leave
+	mu    sync.Mutex
+	quit  atomic.Bool // set by stop (under mu): the watcher must leave
+	timer *time.Timer // a closed hub's sock: the connection timeout (under mu)
 }
 
 const (
@@ -145,9 +155,9 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 		// sock is a conn of a hub that has closed (a group hub: the
 		// credentials moved its socket to a live one). Its RawConn.Read
 		// fails at once and can report neither raw's deadline nor raw's
-		// close; that is not grpc-go closing raw. Leave the phase
-		// running, unwatched, as newGuard does for a sock without a
-		// RawConn: stop still ends it, and the conn is served.
+		// close; that is not grpc-go closing raw. Time the deadline
+		// instead, and leave.
+		g.timeOnClosedHub()
 		return
 	}
 	if !g.state.CompareAndSwap(phaseRunning, phaseFailed) {
@@ -172,6 +182,31 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 	g.hc.Conn.Close()
 }
 
+// timeOnClosedHub keeps the connection timeout of a sock whose hub has
+// closed, as the top of this file describes: a timer for the read deadline
+// grpc-go set on sock before ServerHandshake, unless stop has come first
+// or there is none. Watcher goroutine.
+func (g *guard) timeOnClosedHub() {
+	tc, ok := transport.Beneath[*transport.Conn](g.sock)
+	if !ok || deadline.ReadOf == nil {
+		return
+	}
+	dl, _ := deadline.ReadOf(tc)
+	if dl.IsZero() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.quit.Load() {
+		return
+	}
+	g.timer = time.AfterFunc(time.Until(dl), func() {
+		if g.state.CompareAndSwap(phaseRunning, phaseFailed) {
+			g.hc.Conn.Close()
+		}
+	})
+}
+
 // sockHubClosed reports whether err, from a RawConn.Read on sock, is the
 // close error of sock's hub rather than a sign that sock itself was closed
 // (which fails the Read with net.ErrClosed, not the hub's error).
@@ -194,6 +229,9 @@ func (g *guard) stop() {
 	g.once.Do(func() {
 		g.mu.Lock()
 		g.quit.Store(true)
+		if g.timer != nil {
+			g.timer.Stop()
+		}
 		if !g.keepRaw {
 			g.raw.Close()
 		} else if g.done != nil {

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hubio/hubio/internal/deadline"
 	"github.com/hubio/hubio/poller"
 )
 
@@ -151,6 +152,17 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	}
 	return nil
 }
+
+// readDeadlineOf is internal/deadline's ReadOf: the read deadline of a hub
+// conn, for grpcopt (see there).
+func readDeadlineOf(c net.Conn) (time.Time, bool) {
+	if hc, ok := c.(*Conn); ok {
+		return hc.fd.readDeadline(), true
+	}
+	return time.Time{}, false
+}
+
+func init() { deadline.ReadOf = readDeadlineOf }
 
 // SetNoDelay sets TCP_NODELAY (on by default, as in package net).
 func (c *Conn) SetNoDelay(noDelay bool) error {

@@ -573,3 +573,7 @@ const (
 	shutRD = syscall.SHUT_RD
 	shutWR = syscall.SHUT_WR
 )
+
+// readDeadline returns the read deadline set on the conn, as its
+// registration keeps it (also once closed, or once the hub has closed).
+func (fd *netFD) readDeadline() time.Time { return fd.reg.Deadline(poller.Read) }

@@ -43,6 +43,7 @@ func (*netFD) writeBuffers(*net.Buffers) (int64, error) {
 }
 func (*netFD) shutdown(int) error                           { return errUnsupported }
 func (*netFD) setDeadline(time.Time, bool, bool) error      { return errUnsupported }
+func (*netFD) readDeadline() time.Time                      { return time.Time{} }
 func (*netFD) control(func(int) error) error                { return errUnsupported }
 func (*netFD) rawRead(func(uintptr) bool) error             { return errUnsupported }
 func (*netFD) rawWrite(func(uintptr) bool) error            { return errUnsupported }

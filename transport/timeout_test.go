@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hubio/hubio/internal/deadline"
 	"github.com/hubio/hubio/internal/hubtest"
+	"github.com/hubio/hubio/poller"
 	"github.com/hubio/hubio/transport"
 )
 
@@ -195,5 +197,33 @@ func TestFarFutureDeadlineDoesNotFire(t *testing.T) {
 		if _, err := io.ReadFull(c2, b[:]); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReadDeadlineOfAHubConn: internal/deadline.ReadOf, through which
+// grpcopt keeps grpc-go's connection timeout for a conn whose hub has
+// closed, reads the read deadline set on a hub conn, also after its hub
+// closed, and no other conn's.
+func TestReadDeadlineOfAHubConn(t *testing.T) {
+	h, err := poller.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	peer, c := pipe(t, h, "tcp", true, false) // dialed through package net, accepted on the hub
+	if d, ok := deadline.ReadOf(c); !ok || !d.IsZero() {
+		t.Fatalf("ReadOf before any deadline = %v, %v; want the zero time, true", d, ok)
+	}
+	at := time.Now().Add(time.Hour)
+	if err := c.SetDeadline(at); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	d, ok := deadline.ReadOf(c)
+	if !ok || d.Sub(at).Abs() > time.Second {
+		t.Fatalf("ReadOf after the hub closed = %v, %v; want about %v, true", d, ok, at)
+	}
+	if _, ok := deadline.ReadOf(peer); ok {
+		t.Fatalf("ReadOf reads a %T, not a hub conn", peer)
 	}
 }
