@@ -45,6 +45,22 @@ func (l *hubClosingListener) Accept() (net.Conn, error) {
 	return c, nil
 }
 
+// serveOnClosingGroupHub serves the echo service with opts on a group of 3
+// hubs (round robin) through a hubClosingListener: the first conn accepted
+// is on a hub closed before grpc-go gets it.
+func serveOnClosingGroupHub(t *testing.T, opts ...grpc.ServerOption) *hubClosingListener {
+	t.Helper()
+	g := newGroup(t, 3, poller.WithBalance(poller.RoundRobin))
+	cfg := grpcopt.Config{Group: g}
+	base, err := cfg.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := &hubClosingListener{Listener: base, closed: make(chan *poller.Hub, 1)}
+	serveEcho(t, lis, append([]grpc.ServerOption{cfg.ServerOption(nil)}, opts...)...)
+	return lis
+}
+
 // heldConn is a client conn whose writes wait for release: grpc-go's
 // client sends nothing, not even its preface, until then. read is closed
 // when its first Read returns (the server's SETTINGS, or an error).
@@ -84,14 +100,7 @@ func watchersRunning() bool {
 // still running, as on a server slower than the client.
 func TestConnOfAClosedGroupHubIsMovedAndServed(t *testing.T) {
 	hubtest.Check(t)
-	g := newGroup(t, 3, poller.WithBalance(poller.RoundRobin))
-	cfg := grpcopt.Config{Group: g}
-	base, err := cfg.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := &hubClosingListener{Listener: base, closed: make(chan *poller.Hub, 1)}
-	serveEcho(t, lis, cfg.ServerOption(nil), grpc.ConnectionTimeout(time.Minute))
+	lis := serveOnClosingGroupHub(t, grpc.ConnectionTimeout(time.Minute))
 	var dials atomic.Int64
 	release := make(chan struct{})
 	var releaseOnce sync.Once
@@ -152,15 +161,8 @@ func TestConnOfAClosedGroupHubIsMovedAndServed(t *testing.T) {
 // conn, whose closed hub can no longer wait for it.)
 func TestConnOfAClosedGroupHubKeepsConnectionTimeout(t *testing.T) {
 	hubtest.Check(t)
-	g := newGroup(t, 3, poller.WithBalance(poller.RoundRobin))
-	cfg := grpcopt.Config{Group: g}
-	base, err := cfg.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis := &hubClosingListener{Listener: base, closed: make(chan *poller.Hub, 1)}
 	const timeout = 200 * time.Millisecond
-	serveEcho(t, lis, cfg.ServerOption(nil), grpc.ConnectionTimeout(timeout))
+	lis := serveOnClosingGroupHub(t, grpc.ConnectionTimeout(timeout))
 	c, err := net.Dial("tcp", lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
