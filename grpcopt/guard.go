@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/mem"
 
 	"github.com/hubio/hubio/internal/deadline"
-	"github.com/hubio/hubio/transport"
 )
 
 // This file is the ConnectionTimeout guard: it keeps grpc.ConnectionTimeout
@@ -187,12 +186,11 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 // grpc-go set on sock before ServerHandshake, unless stop has come first
 // or there is none. Watcher goroutine.
 func (g *guard) timeOnClosedHub() {
-	tc, ok := transport.Beneath[*transport.Conn](g.sock)
-	if !ok || deadline.ReadOf == nil {
+	if deadline.ReadOf == nil {
 		return
 	}
-	dl, _ := deadline.ReadOf(tc)
-	if dl.IsZero() {
+	dl, ok := deadline.ReadOf(g.sock)
+	if !ok || dl.IsZero() {
 		return
 	}
 	g.mu.Lock()

@@ -153,10 +153,10 @@ func (c *Conn) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
-// readDeadlineOf is internal/deadline's ReadOf: the read deadline of a hub
-// conn, for grpcopt (see there).
+// readDeadlineOf is internal/deadline's ReadOf: the read deadline of the
+// hub conn c is or wraps, for grpcopt (see there).
 func readDeadlineOf(c net.Conn) (time.Time, bool) {
-	if hc, ok := c.(*Conn); ok {
+	if hc, ok := Beneath[*Conn](c); ok {
 		return hc.fd.readDeadline(), true
 	}
 	return time.Time{}, false

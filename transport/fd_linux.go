@@ -505,6 +505,10 @@ func (fd *netFD) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
+// readDeadline returns the read deadline set on the conn, as its
+// registration keeps it (also once closed, or once the hub has closed).
+func (fd *netFD) readDeadline() time.Time { return fd.reg.Deadline(poller.Read) }
+
 // control runs f on the fd number while it is guaranteed to stay open.
 func (fd *netFD) control(f func(fd int) error) error {
 	if !fd.refs.incref() {
@@ -573,7 +577,3 @@ const (
 	shutRD = syscall.SHUT_RD
 	shutWR = syscall.SHUT_WR
 )
-
-// readDeadline returns the read deadline set on the conn, as its
-// registration keeps it (also once closed, or once the hub has closed).
-func (fd *netFD) readDeadline() time.Time { return fd.reg.Deadline(poller.Read) }

@@ -203,7 +203,7 @@ func TestFarFutureDeadlineDoesNotFire(t *testing.T) {
 // TestReadDeadlineOfAHubConn: internal/deadline.ReadOf, through which
 // grpcopt keeps grpc-go's connection timeout for a conn whose hub has
 // closed, reads the read deadline set on a hub conn, also after its hub
-// closed, and no other conn's.
+// closed, and through a wrapper, and no other conn's.
 func TestReadDeadlineOfAHubConn(t *testing.T) {
 	h, err := poller.New()
 	if err != nil {
@@ -222,6 +222,9 @@ func TestReadDeadlineOfAHubConn(t *testing.T) {
 	d, ok := deadline.ReadOf(c)
 	if !ok || d.Sub(at).Abs() > time.Second {
 		t.Fatalf("ReadOf after the hub closed = %v, %v; want about %v, true", d, ok, at)
+	}
+	if d, ok := deadline.ReadOf(netConnWrapper{c}); !ok || d.Sub(at).Abs() > time.Second {
+		t.Fatalf("ReadOf through a wrapper = %v, %v; want about %v, true", d, ok, at)
 	}
 	if _, ok := deadline.ReadOf(peer); ok {
 		t.Fatalf("ReadOf reads a %T, not a hub conn", peer)

@@ -14,7 +14,8 @@ import (
 var Passed = time.Unix(1, 0)
 
 // ReadOf returns the read deadline set on c and true when c is a hub conn
-// (a *transport.Conn), the zero time and false for any other conn. Package
+// (a *transport.Conn) or wraps one (transport.Beneath), the zero time and
+// false for any other conn. Package
 // transport sets it once, in its init, and nothing changes it after: it is
 // how grpcopt learns the connection timeout grpc-go set on a conn whose
 // hub has closed (the deadline is still kept there, but no wait on that
