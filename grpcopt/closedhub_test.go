@@ -163,13 +163,13 @@ func TestConnOfAClosedGroupHubKeepsConnectionTimeout(t *testing.T) {
 	hubtest.Check(t)
 	const timeout = 200 * time.Millisecond
 	lis := serveOnClosingGroupHub(t, grpc.ConnectionTimeout(timeout))
+	start := time.Now() // before the server can accept, and so set its deadline
 	c, err := net.Dial("tcp", lis.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	start := time.Now()
-	c.SetReadDeadline(start.Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	// The server's SETTINGS, then EOF once the server closes the conn.
 	if _, err := io.Copy(io.Discard, c); err != nil {
 		t.Fatalf("the server kept a conn that sent no preface for 10s (ConnectionTimeout %v): %v", timeout, err)
