@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"runtime"
 	"sync"
@@ -164,14 +163,7 @@ func TestConnOfAClosedGroupHubKeepsConnectionTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	lis := serveOnClosingGroupHub(t, grpc.ConnectionTimeout(timeout))
 	start := time.Now() // before the server can accept, and so set its deadline
-	c, err := net.Dial("tcp", lis.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	// The server's SETTINGS, then EOF once the server closes the conn.
-	if _, err := io.Copy(io.Discard, c); err != nil {
+	if _, err := readSilentConn(t, lis.Addr().String()); err != nil {
 		t.Fatalf("the server kept a conn that sent no preface for 10s (ConnectionTimeout %v): %v", timeout, err)
 	}
 	if d := time.Since(start); d < timeout {

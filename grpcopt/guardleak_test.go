@@ -3,7 +3,6 @@
 package grpcopt_test
 
 import (
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -45,19 +44,12 @@ func TestConnectionTimeoutGuardReleasesHubConn(t *testing.T) {
 				grpc.ConnectionTimeout(200*time.Millisecond), grpc.WriteBufferSize(0))
 			serve(t, srv, lis)
 			fds := hubtest.CountFDs(t)
-			c, err := net.Dial("tcp", lis.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetReadDeadline(time.Now().Add(10 * time.Second))
-			if n, err := io.Copy(io.Discard, c); err != nil {
+			if n, err := readSilentConn(t, lis.Addr().String()); err != nil {
 				t.Fatalf("the silent conn was not closed by the server (read %d bytes): %v", n, err)
 			}
 			if !hubtest.WaitFor(10*time.Second, func() bool { return h.Stats().Registered == 0 }) {
 				t.Fatalf("hub registrations after the guard fired: %d, want 0", h.Stats().Registered)
 			}
-			c.Close()
 			if !hubtest.WaitFor(10*time.Second, func() bool { return hubtest.CountFDs(t) <= fds }) {
 				t.Fatalf("fds: %d, want at most %d", hubtest.CountFDs(t), fds)
 			}

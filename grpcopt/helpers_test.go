@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -198,4 +199,19 @@ func unixSocketPath(t testing.TB) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// readSilentConn dials addr over package net, sends nothing, and reads what
+// the server sends until it closes the conn (nil: EOF) or 10s pass (the
+// read deadline's error); it closes its end before returning. n counts the
+// bytes read (the server's SETTINGS).
+func readSilentConn(t testing.TB, addr string) (n int64, err error) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return io.Copy(io.Discard, c)
 }
