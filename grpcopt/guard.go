@@ -186,10 +186,7 @@ func (g *guard) watchRaw(rc syscall.RawConn) {
 // grpc-go set on sock before ServerHandshake, unless stop has come first
 // or there is none. Watcher goroutine.
 func (g *guard) timeOnClosedHub() {
-	if deadline.ReadOf == nil {
-		return
-	}
-	dl, ok := deadline.ReadOf(g.sock)
+	dl, ok := deadline.ReadOf(g.sock) // set by transport's init, which this package imports
 	if !ok || dl.IsZero() {
 		return
 	}
